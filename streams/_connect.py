@@ -1,0 +1,234 @@
+"""Opening an async session: the upgrade request through httpx, then the session.
+
+httpx does everything HTTP: connection pooling, TLS (verified by default),
+proxies, auth, cookies, headers and timeouts all come from the
+:class:`httpx.AsyncClient` given, or from a default one. The upgraded
+connection's network stream then belongs to the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from ._exceptions import WebSocketUpgradeError
+from ._session import AsyncWebSocketSession
+from ._types import (
+    DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+)
+from .protocol import Handshake
+from .protocol._deflate import DeflateOptions
+from .protocol._handshake import HandshakeError
+
+__all__ = ["AsyncWebSocketClient", "aconnect_ws", "http_url"]
+
+logger = logging.getLogger("streams")
+
+AsyncSession = TypeVar("AsyncSession", bound=AsyncWebSocketSession)
+
+_SCHEMES = {"ws": "http", "wss": "https"}
+_HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-websocket-extensions")
+
+#: The compression offered by default: permessage-deflate with its defaults.
+DEFAULT_COMPRESSION = DeflateOptions()
+
+
+def http_url(url: httpx.URL | str) -> httpx.URL:
+    """Return ``url`` with ``ws://`` and ``wss://`` turned into ``http://`` and ``https://``."""
+    url = httpx.URL(url)
+    scheme = _SCHEMES.get(url.scheme)
+    if scheme is not None:
+        url = url.copy_with(scheme=scheme)
+    return url
+
+
+class AsyncWebSocketClient(Generic[AsyncSession]):
+    """Opens async WebSocket sessions through an :class:`httpx.AsyncClient`.
+
+    Args:
+        client: the httpx client that makes the upgrade request.
+        max_message_size_bytes: the largest message accepted (close 1009 beyond).
+        queue_size: how many messages may wait for the consumer before the
+            session stops reading the network.
+        keepalive_ping_interval_seconds: how often to ping; ``None`` disables keepalive.
+        keepalive_ping_timeout_seconds: how long a silent peer is tolerated after a ping.
+        session_class: the session class to make, :class:`AsyncWebSocketSession`
+            or a subclass.
+        close_timeout: how long the closing handshake may take before the
+            connection is dropped.
+        compression: the permessage-deflate offer, or ``None`` to offer no compression.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+        keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+        session_class: type[AsyncSession] = AsyncWebSocketSession,  # type: ignore[assignment]
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+        compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ) -> None:
+        self.client = client
+        self.max_message_size_bytes = max_message_size_bytes
+        self.queue_size = queue_size
+        self.keepalive_ping_interval_seconds = keepalive_ping_interval_seconds
+        self.keepalive_ping_timeout_seconds = keepalive_ping_timeout_seconds
+        self.session_class = session_class
+        self.close_timeout = close_timeout
+        self.compression = compression
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self,
+        url: httpx.URL | str,
+        subprotocols: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AsyncSession]:
+        """Open a session; leaving the ``async with`` block closes it.
+
+        Args:
+            url: the WebSocket URL (``ws://``, ``wss://``, ``http://`` or ``https://``).
+            subprotocols: the subprotocols to offer, in order of preference.
+            **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
+                ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
+
+        Yields:
+            The open session.
+
+        Raises:
+            WebSocketUpgradeError: the server refused the upgrade or answered
+                with an invalid one; the exception carries the response.
+            httpx.HTTPError: the request itself failed (connection refused,
+                TLS verification, timeout...), as raised by httpx.
+        """
+        handshake = Handshake(
+            subprotocols=subprotocols,
+            compression=self.compression,
+            max_message_size=self.max_message_size_bytes,
+        )
+        headers = httpx.Headers(kwargs.pop("headers", None))
+        headers.update(handshake.request_headers())
+        target = http_url(url)
+        logger.debug("connecting to %s", target)
+        async with self.client.stream("GET", target, headers=headers, **kwargs) as response:
+            all_values = {name: response.headers.get_list(name) for name in _HANDSHAKE_HEADERS}
+            try:
+                handshake.validate(response.status_code, response.headers, all_values)
+            except HandshakeError as exc:
+                if response.status_code == 101:
+                    stream = response.extensions.get("network_stream")
+                    if stream is not None:
+                        await stream.aclose()
+                else:
+                    with contextlib.suppress(httpx.HTTPError):
+                        await response.aread()
+                logger.debug("handshake failed: %s", exc)
+                raise WebSocketUpgradeError(response, f"WebSocket upgrade failed: {exc}") from None
+            logger.debug(
+                "connected: subprotocol=%r extensions=%r",
+                handshake.subprotocol,
+                handshake.extensions,
+            )
+            session = self.session_class(
+                response.extensions["network_stream"],
+                max_message_size_bytes=self.max_message_size_bytes,
+                queue_size=self.queue_size,
+                keepalive_ping_interval_seconds=self.keepalive_ping_interval_seconds,
+                keepalive_ping_timeout_seconds=self.keepalive_ping_timeout_seconds,
+                response=response,
+                close_timeout=self.close_timeout,
+                extensions=handshake.extensions,
+                subprotocol=handshake.subprotocol,
+            )
+            async with session:
+                yield session
+
+
+@contextlib.asynccontextmanager
+async def aconnect_ws(
+    url: httpx.URL | str,
+    client: httpx.AsyncClient | None = None,
+    *,
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    subprotocols: list[str] | None = None,
+    session_class: type[AsyncSession] = AsyncWebSocketSession,  # type: ignore[assignment]
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    **kwargs: Any,
+) -> AsyncIterator[AsyncSession]:
+    """Open an async WebSocket session.
+
+    Example::
+
+        async with aconnect_ws("ws://localhost:8000/ws") as ws:
+            await ws.send_text("Hello!")
+            async for message in ws:
+                print(message)
+
+    Args:
+        url: the WebSocket URL (``ws://``, ``wss://``, ``http://`` or ``https://``).
+        client: the :class:`httpx.AsyncClient` to connect with; a default one
+            (closed afterwards) if ``None``.
+        max_message_size_bytes: the largest message accepted, after
+            decompression; a larger one closes the connection with code 1009.
+            Defaults to 64 KiB.
+        queue_size: how many received messages may wait for the consumer; when
+            that many wait, the session stops reading the network, so a slow
+            consumer slows the server down and memory stays bounded. Defaults to 512.
+        keepalive_ping_interval_seconds: how often to ping the server; ``None``
+            disables keepalive. Defaults to 20 seconds.
+        keepalive_ping_timeout_seconds: how long the server may stay silent
+            after a ping: then the connection is closed with 1011 and
+            :class:`~streams.WebSocketNetworkError` raised. Bytes still
+            arriving, or a consumer too slow to let the session read them, count
+            as signs of life. Defaults to 20 seconds.
+        subprotocols: the subprotocols to offer, in order of preference.
+        session_class: the session class to make (a subclass of
+            :class:`AsyncWebSocketSession`).
+        close_timeout: how long the closing handshake may take before the
+            connection is dropped. Defaults to 10 seconds.
+        compression: the permessage-deflate offer (:class:`DeflateOptions`), or
+            ``None`` to offer no compression.
+        **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
+            ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
+
+    Yields:
+        The open :class:`AsyncWebSocketSession`.
+
+    Raises:
+        WebSocketUpgradeError: the server refused the upgrade or answered with
+            an invalid one; the exception carries the response.
+        httpx.HTTPError: the request itself failed (connection refused, TLS
+            verification, timeout...), as raised by httpx.
+    """
+    options: dict[str, Any] = {
+        "max_message_size_bytes": max_message_size_bytes,
+        "queue_size": queue_size,
+        "keepalive_ping_interval_seconds": keepalive_ping_interval_seconds,
+        "keepalive_ping_timeout_seconds": keepalive_ping_timeout_seconds,
+        "session_class": session_class,
+        "close_timeout": close_timeout,
+        "compression": compression,
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(httpx.AsyncClient())
+        ws_client: AsyncWebSocketClient[AsyncSession] = AsyncWebSocketClient(client, **options)
+        session = await stack.enter_async_context(
+            ws_client.connect(url, subprotocols=subprotocols, **kwargs)
+        )
+        yield session

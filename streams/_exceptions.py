@@ -1,0 +1,103 @@
+"""The exceptions raised by streams.
+
+Every exception the library raises on its own derives from one root, so
+``except HTTPXWSException`` catches them all. The names are those of httpx-ws,
+so code written for it keeps working::
+
+    HTTPXWSException
+    ├── WebSocketDisconnect          the connection was closed (code, reason)
+    ├── WebSocketInvalidTypeReceived a message was not of the expected kind
+    ├── WebSocketNetworkError        the network failed or the peer went silent
+    ├── WebSocketUpgradeError        the opening handshake was refused or invalid
+    └── WebSocketDecodeError         a message could not be decoded or validated
+
+A receive that times out raises the built-in :class:`TimeoutError`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "HTTPXWSException",
+    "WebSocketDecodeError",
+    "WebSocketDisconnect",
+    "WebSocketInvalidTypeReceived",
+    "WebSocketNetworkError",
+    "WebSocketUpgradeError",
+]
+
+
+class HTTPXWSException(Exception):
+    """Base class of every exception raised by streams."""
+
+
+class WebSocketUpgradeError(HTTPXWSException):
+    """The connection did not upgrade to a valid WebSocket session.
+
+    Attributes:
+        response: the HTTP response of the failed handshake, with its status,
+            headers and (for a refusal) its body already read.
+    """
+
+    def __init__(self, response: httpx.Response, message: str | None = None) -> None:
+        self.response = response
+        if message is None:
+            message = f"WebSocket upgrade failed: HTTP {response.status_code}"
+        super().__init__(message)
+
+
+class WebSocketDisconnect(HTTPXWSException):
+    """The WebSocket session is closed.
+
+    Attributes:
+        code: the close code (1000 for a normal close, 1006 when the connection
+            was lost without a Close frame).
+        reason: the close reason, ``""`` when none was given.
+    """
+
+    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason or ""
+        super().__init__(code, self.reason)
+
+    def __str__(self) -> str:
+        if self.reason:
+            return f"WebSocket closed with code {self.code}: {self.reason}"
+        return f"WebSocket closed with code {self.code}"
+
+
+class WebSocketInvalidTypeReceived(HTTPXWSException):
+    """A message of the wrong kind arrived (text where bytes were expected, or the reverse).
+
+    Attributes:
+        event: the message as a wsproto event (``TextMessage`` or ``BytesMessage``).
+    """
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        super().__init__(f"unexpected message type: {type(event).__name__}")
+
+
+class WebSocketNetworkError(HTTPXWSException):
+    """The network failed: the stream broke, or the peer stopped answering keepalive pings."""
+
+
+class WebSocketDecodeError(HTTPXWSException, ValueError):
+    """A message could not be decoded or did not validate against the expected type.
+
+    Nothing is lost: the raw message is kept.
+
+    Attributes:
+        payload: the raw message, exactly as received (``str`` or ``bytes``).
+        reason: why decoding failed, with msgspec's path to the bad field
+            (for example ``"Expected `float`, got `str` - at `$.px`"``).
+    """
+
+    def __init__(self, payload: str | bytes, reason: str) -> None:
+        self.payload = payload
+        self.reason = reason
+        super().__init__(reason)

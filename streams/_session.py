@@ -1,0 +1,782 @@
+"""The async WebSocket session: the protocol core driven over an anyio network stream.
+
+Three background tasks run while a session is open:
+
+- the reader reads the network stream, feeds the bytes to the protocol core
+  and hands the messages to :attr:`AsyncWebSocketSession.receive_stream`. When
+  ``queue_size`` messages wait there it stops reading, so a slow consumer slows
+  the peer down through TCP;
+- the writer sends what is put into :attr:`AsyncWebSocketSession.send_stream`;
+- the keepalive task pings the peer and fails the connection when it stays
+  silent.
+
+Writes are serialised by one lock, so concurrent senders never interleave frames.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+import anyio.abc
+import msgspec
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
+
+from ._exceptions import (
+    HTTPXWSException,
+    WebSocketDecodeError,
+    WebSocketDisconnect,
+    WebSocketInvalidTypeReceived,
+    WebSocketNetworkError,
+)
+from ._types import (
+    DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    JSONMode,
+    Message,
+)
+from .protocol import ClientProtocol, CloseState
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import httpx
+    from httpcore import AsyncNetworkStream
+    from wsproto.extensions import Extension
+
+__all__ = ["AsyncWebSocketSession", "SessionStatistics"]
+
+logger = logging.getLogger("streams")
+
+#: Close codes that end iteration quietly: a normal close, "going away", or a
+#: Close frame with no status code.
+NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+_READ_SIZE = 262_144
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
+
+
+class SessionStatistics(msgspec.Struct, frozen=True):
+    """Counters of a session, from :meth:`AsyncWebSocketSession.statistics`.
+
+    Attributes:
+        messages_received: messages read from the network.
+        messages_sent: messages written to the network.
+        bytes_received: bytes read from the network, frames included.
+        bytes_sent: bytes written to the network, frames included.
+        messages_queued: messages waiting in the receive channel.
+        queue_size: the bound of the receive channel.
+        reader_paused: whether the reader waits for the consumer (backpressure).
+        ping_rtt: the round-trip time of the last answered ping, in seconds.
+    """
+
+    messages_received: int
+    messages_sent: int
+    bytes_received: int
+    bytes_sent: int
+    messages_queued: int
+    queue_size: int
+    reader_paused: bool
+    ping_rtt: float | None
+
+
+class AsyncWebSocketSession:
+    """An open WebSocket session: a pair of typed anyio channels and the methods of httpx-ws.
+
+    It is an async context manager: entering starts the background tasks,
+    leaving closes the session (close code 1000 unless it is closed already).
+    An exception raised inside the ``async with`` block comes out as itself,
+    never wrapped in an exception group.
+
+    Usually made by :func:`streams.aconnect_ws`; the constructor is that of
+    httpx-ws, for ``session_class`` subclasses.
+
+    Args:
+        stream: the network stream of the upgraded connection (httpcore's).
+        max_message_size_bytes: the largest message accepted; a larger one
+            closes the connection with code 1009.
+        queue_size: how many received messages may wait for the consumer
+            before the session stops reading the network.
+        keepalive_ping_interval_seconds: how often to ping the peer; ``None``
+            disables keepalive.
+        keepalive_ping_timeout_seconds: how long the peer may stay silent after
+            a ping before the connection is declared dead (close 1011,
+            :class:`~streams.WebSocketNetworkError`); ``None`` never times out.
+        response: the handshake response.
+        close_timeout: how long to wait for the peer's Close frame, then for
+            the end of the TCP connection, before dropping it.
+        extensions: the extensions agreed during the handshake.
+        subprotocol: the subprotocol agreed during the handshake (read from
+            ``response`` when not given).
+
+    Attributes:
+        subprotocol: the subprotocol the server accepted, or ``None``.
+        response: the handshake response, or ``None``.
+        receive_stream: the messages received, ``str`` or ``bytes``, in order.
+            An anyio memory object stream bounded by ``queue_size``; it ends
+            (:class:`anyio.EndOfStream`) when the connection closes, after the
+            messages that arrived before.
+        send_stream: an anyio memory object stream: each ``str`` or ``bytes``
+            sent into it goes out as one message, in order. Closing it (every
+            clone) starts the closing handshake with code 1000.
+    """
+
+    subprotocol: str | None
+    response: httpx.Response | None
+
+    def __init__(
+        self,
+        stream: AsyncNetworkStream,
+        *,
+        max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+        keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+        response: httpx.Response | None = None,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+        extensions: Sequence[Extension] = (),
+        subprotocol: str | None = None,
+    ) -> None:
+        self.stream = stream
+        self.response = response
+        if subprotocol is None and response is not None:
+            subprotocol = response.headers.get("sec-websocket-protocol")
+        self.subprotocol = subprotocol
+        self._protocol = ClientProtocol(
+            max_message_size=max_message_size_bytes, extensions=extensions
+        )
+        self._queue_size = queue_size
+        self._keepalive_interval = keepalive_ping_interval_seconds
+        self._keepalive_timeout = keepalive_ping_timeout_seconds
+        self._close_timeout = close_timeout
+        self._to_consumer, self.receive_stream = anyio.create_memory_object_stream[Message](
+            queue_size
+        )
+        self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
+            queue_size
+        )
+        self._write_lock = anyio.Lock(fast_acquire=True)
+        self._pings: dict[bytes, tuple[anyio.Event, float]] = {}
+        self._closed = anyio.Event()
+        self._error: HTTPXWSException | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        # Statistics.
+        self._messages_in = 0
+        self._messages_out = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._ping_rtt: float | None = None
+        # Liveness book-keeping for keepalive: reads that returned bytes, and
+        # times the reader waited for the consumer.
+        self._reads = 0
+        self._pauses = 0
+        self._paused = False
+
+    # ------------------------------------------------------------- life cycle
+
+    async def __aenter__(self) -> Self:
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        task_group.start_soon(self._reader, name="streams reader")
+        task_group.start_soon(self._writer, name="streams writer")
+        if self._keepalive_interval is not None:
+            task_group.start_soon(self._keepalive, name="streams keepalive")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None, "the session was not entered"
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+        finally:
+            task_group.cancel_scope.cancel()
+            try:
+                await task_group.__aexit__(exc_type, exc_val, exc_tb)
+            finally:
+                self._task_group = None
+                # The session's own ends of the channels; clones handed to
+                # other tasks stay open until their owners close them.
+                for channel in (
+                    self._to_consumer,
+                    self.receive_stream,
+                    self.send_stream,
+                    self._from_producer,
+                ):
+                    channel.close()
+        return None
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed, else ``None``.
+
+        The code of the peer's Close frame, the code this side failed the
+        connection with (1002, 1007, 1009...), or 1006 if it was lost.
+        """
+        if self._protocol.state is CloseState.CLOSED:
+            return self._protocol.close_code
+        return None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else ``None``."""
+        if self._protocol.state is CloseState.CLOSED:
+            return self._protocol.close_reason
+        return None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed: no more messages will arrive."""
+        return self._closed.is_set()
+
+    def statistics(self) -> SessionStatistics:
+        """Return the session's counters: messages and bytes in and out, queue, last ping RTT."""
+        return SessionStatistics(
+            messages_received=self._messages_in,
+            messages_sent=self._messages_out,
+            bytes_received=self._bytes_in,
+            bytes_sent=self._bytes_out,
+            messages_queued=self.receive_stream.statistics().current_buffer_used,
+            queue_size=self._queue_size,
+            reader_paused=self._paused,
+            ping_rtt=self._ping_rtt,
+        )
+
+    # ------------------------------------------------------------------- reading
+
+    async def _reader(self) -> None:
+        protocol = self._protocol
+        read = self.stream.read
+        to_consumer = self._to_consumer
+        send_nowait = to_consumer.send_nowait
+        delivering = True
+        try:
+            while True:
+                try:
+                    data = await read(_READ_SIZE)
+                except Exception as exc:
+                    if protocol.state is not CloseState.CLOSED:
+                        self._set_error(WebSocketNetworkError(f"read failed: {exc!r}"), exc)
+                        protocol.receive_eof()
+                    break
+                if not data:
+                    protocol.receive_eof()
+                    if not protocol.close_received and not protocol.failed:
+                        self._set_error(WebSocketNetworkError("connection lost"))
+                    break
+                self._reads += 1
+                self._bytes_in += len(data)
+                messages = protocol.receive_data(data)
+                if protocol._pongs:
+                    self._on_pongs(protocol.pongs_received())
+                if protocol._out:
+                    await self._write(protocol.data_to_send())
+                if messages:
+                    self._messages_in += len(messages)
+                    if delivering:
+                        delivering = await self._deliver(messages, send_nowait)
+                if protocol.state is CloseState.CLOSED:
+                    break
+        finally:
+            to_consumer.close()
+            with anyio.CancelScope(shield=True):
+                await self._finish()
+
+    async def _deliver(self, messages: list[Message], send_nowait: Any) -> bool:
+        """Hand messages to the consumer; return False if nobody will ever read them.
+
+        Messages go into the channel without yielding to the event loop while
+        there is room; only a full channel makes the reader wait.
+        """
+        index = 0
+        count = len(messages)
+        while index < count:
+            try:
+                while index < count:
+                    send_nowait(messages[index])
+                    index += 1
+            except anyio.WouldBlock:
+                self._paused = True
+                self._pauses += 1
+                try:
+                    await self._to_consumer.send(messages[index])
+                except anyio.BrokenResourceError:
+                    return self._abandoned()
+                finally:
+                    self._paused = False
+                index += 1
+            except anyio.BrokenResourceError:
+                return self._abandoned()
+        return True
+
+    def _abandoned(self) -> bool:
+        # Every receive_stream clone was closed: keep the connection (control
+        # frames are still answered) and drop what arrives.
+        logger.debug("receive stream closed by the consumer; discarding messages")
+        return False
+
+    async def _finish(self) -> None:
+        """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
+        protocol = self._protocol
+        if protocol.close_received and not protocol.failed:
+            # RFC 6455 7.1.1: the server closes the TCP connection first.
+            with anyio.move_on_after(self._close_timeout):
+                try:
+                    while await self.stream.read(_READ_SIZE):
+                        pass
+                except Exception:
+                    pass
+        try:
+            await self.stream.aclose()
+        except Exception:
+            pass
+        self._closed.set()
+        logger.debug(
+            "connection closed: code=%s reason=%r", protocol.close_code, protocol.close_reason
+        )
+        for event, _ in self._pings.values():
+            event.set()
+        self._pings.clear()
+
+    def _set_error(self, error: HTTPXWSException, cause: BaseException | None = None) -> None:
+        if self._error is None:
+            if cause is not None:
+                error.__cause__ = cause
+            self._error = error
+
+    def _on_pongs(self, payloads: list[bytes]) -> None:
+        now = time.monotonic()
+        for payload in payloads:
+            entry = self._pings.pop(payload, None)
+            if entry is not None:
+                event, sent_at = entry
+                self._ping_rtt = now - sent_at
+                event.set()
+
+    def _end_error(self) -> HTTPXWSException:
+        """The exception that reports the end of the session."""
+        if self._error is not None:
+            return self._error
+        protocol = self._protocol
+        code = protocol.close_code
+        if code is None:
+            return WebSocketDisconnect(CloseReason.NORMAL_CLOSURE, "")
+        return WebSocketDisconnect(code, protocol.close_reason)
+
+    def _end_of_stream(self) -> None:
+        """Called when the receive channel ended: return for a normal close, else raise."""
+        error = self._end_error()
+        if isinstance(error, WebSocketDisconnect) and error.code in NORMAL_CLOSE_CODES:
+            return
+        raise error
+
+    async def _receive_batch(self) -> list[Message]:
+        """Return every message available now, waiting for one if there is none.
+
+        Returns:
+            At least one message; an empty list once the session ended normally.
+
+        Raises:
+            WebSocketDisconnect: the session ended with an abnormal close code.
+            WebSocketNetworkError: the network failed.
+
+        Cancelling is safe: no message is lost.
+        """
+        stream = self.receive_stream
+        try:
+            batch = [await stream.receive()]
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._end_of_stream()
+            return []
+        receive_nowait = stream.receive_nowait
+        append = batch.append
+        try:
+            while True:
+                append(receive_nowait())
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            pass
+        return batch
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        """Return the next message; a normal close ends the iteration, an abnormal one raises."""
+        stream = self.receive_stream
+        try:
+            return stream.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._end_of_stream()
+            raise StopAsyncIteration from None
+        try:
+            return await stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._end_of_stream()
+            raise StopAsyncIteration from None
+
+    async def _receive_message(self, timeout: float | None) -> Message:
+        stream = self.receive_stream
+        try:
+            try:
+                return stream.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            with anyio.fail_after(timeout):
+                return await stream.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise self._end_error() from None
+
+    async def receive(self, timeout: float | None = None) -> Event:
+        """Receive the next message as a wsproto event.
+
+        Most of the time, :meth:`receive_text`, :meth:`receive_bytes`,
+        :meth:`receive_json` or ``async for`` are simpler.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            A :class:`wsproto.events.TextMessage` or :class:`wsproto.events.BytesMessage`.
+
+        Raises:
+            TimeoutError: no message arrived in time.
+            WebSocketDisconnect: the connection is closed (raised at once on
+                every call after the close).
+            WebSocketNetworkError: the network failed or the peer went silent.
+
+        Cancelling is safe: a message is never lost.
+        """
+        message = await self._receive_message(timeout)
+        if isinstance(message, str):
+            return TextMessage(data=message)
+        return BytesMessage(data=message)
+
+    async def receive_text(self, timeout: float | None = None) -> str:
+        """Receive a text message.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            The text.
+
+        Raises:
+            TimeoutError: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the message was binary (it is
+                consumed; the exception's ``event`` holds it).
+        """
+        message = await self._receive_message(timeout)
+        if not isinstance(message, str):
+            raise WebSocketInvalidTypeReceived(BytesMessage(data=message))
+        return message
+
+    async def receive_bytes(self, timeout: float | None = None) -> builtins.bytes:
+        """Receive a binary message.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            The bytes.
+
+        Raises:
+            TimeoutError: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the message was text (it is consumed;
+                the exception's ``event`` holds it).
+        """
+        message = await self._receive_message(timeout)
+        if isinstance(message, str):
+            raise WebSocketInvalidTypeReceived(TextMessage(data=message))
+        return message
+
+    async def receive_json(self, timeout: float | None = None, mode: JSONMode = "text") -> Any:
+        """Receive a JSON message, decoded with msgspec.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+            mode: ``"text"`` to expect a text frame, ``"binary"`` a binary one.
+
+        Returns:
+            The decoded value (dicts, lists, str, int, float, bool, None).
+
+        Raises:
+            TimeoutError: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the frame was not of the kind ``mode`` says.
+            WebSocketDecodeError: the message is not valid JSON (it carries the
+                raw payload).
+        """
+        if mode == "text":
+            data: Message = await self.receive_text(timeout)
+        elif mode == "binary":
+            data = await self.receive_bytes(timeout)
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+        try:
+            return _json_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise WebSocketDecodeError(data, str(exc)) from exc
+
+    # ------------------------------------------------------------------- sending
+
+    async def _write(self, data: builtins.bytes) -> None:
+        """Write bytes, serialised with every other write. Errors end the session."""
+        async with self._write_lock:
+            await self._write_locked(data)
+
+    async def _write_locked(self, data: builtins.bytes) -> None:
+        try:
+            await self.stream.write(data)
+        except Exception as exc:
+            error = WebSocketNetworkError(f"write failed: {exc!r}")
+            self._set_error(error, exc)
+            raise error from exc
+        self._bytes_out += len(data)
+
+    def _check_can_send(self) -> None:
+        if not self._protocol.can_send:
+            raise self._end_error()
+
+    async def send(self, event: Event) -> None:
+        """Send a wsproto event: a message (or a fragment of one), a ping, a pong, a Close.
+
+        Most of the time, :meth:`send_text`, :meth:`send_bytes`,
+        :meth:`send_json` and :meth:`ping` are simpler.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        if isinstance(event, CloseConnection):
+            await self.close(event.code, event.reason)
+            return
+        if isinstance(event, Ping):
+            await self.ping(bytes(event.payload))
+            return
+        async with self._write_lock:
+            self._check_can_send()
+            try:
+                data = self._protocol.send_event(event)
+            except LocalProtocolError as exc:
+                raise self._end_error() from exc
+            await self._write_locked(data)
+        if isinstance(event, (TextMessage, BytesMessage)) and event.message_finished:
+            self._messages_out += 1
+
+    async def send_text(self, data: str) -> None:
+        """Send a text message.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        async with self._write_lock:
+            self._check_can_send()
+            frame = self._protocol.send_text(data)
+            await self._write_locked(frame)
+        self._messages_out += 1
+
+    async def send_bytes(self, data: builtins.bytes) -> None:
+        """Send a binary message.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        async with self._write_lock:
+            self._check_can_send()
+            frame = self._protocol.send_bytes(data)
+            await self._write_locked(frame)
+        self._messages_out += 1
+
+    async def send_json(self, data: Any, mode: JSONMode = "text") -> None:
+        """Send a value as JSON, encoded with msgspec.
+
+        Args:
+            data: anything msgspec encodes: dicts, lists, msgspec Structs,
+                dataclasses, datetimes...
+            mode: ``"text"`` sends a text frame, ``"binary"`` a binary one.
+
+        Raises:
+            TypeError: msgspec cannot encode ``data``.
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        encoded = _json_encoder.encode(data)
+        if mode == "text":
+            await self.send_text(encoded.decode())
+        elif mode == "binary":
+            await self.send_bytes(encoded)
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+
+    async def _writer(self) -> None:
+        """Send what arrives in send_stream; close the session when it ends."""
+        source = self._from_producer
+        async with source:
+            while True:
+                try:
+                    message = await source.receive()
+                except anyio.EndOfStream:
+                    break
+                batch = [message]
+                try:
+                    while True:
+                        batch.append(source.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    pass
+                try:
+                    async with self._write_lock:
+                        self._check_can_send()
+                        protocol = self._protocol
+                        frames = b"".join(
+                            protocol.send_text(m) if isinstance(m, str) else protocol.send_bytes(m)
+                            for m in batch
+                        )
+                        await self._write_locked(frames)
+                except HTTPXWSException:
+                    # The session ended: nothing more can be sent.
+                    return
+                self._messages_out += len(batch)
+        if not self._closed.is_set():
+            await self.close()
+
+    async def ping(self, payload: builtins.bytes = b"") -> anyio.Event:
+        """Send a Ping frame.
+
+        Args:
+            payload: the payload identifying this ping; a random one if empty.
+
+        Returns:
+            An :class:`anyio.Event` set when the matching Pong arrives (or when
+            the connection closes, so a waiter never hangs).
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        if not payload:
+            payload = secrets.token_bytes(8)
+        event = anyio.Event()
+        async with self._write_lock:
+            self._check_can_send()
+            self._pings[payload] = (event, time.monotonic())
+            await self._write_locked(self._protocol.send_ping(payload))
+        return event
+
+    # ------------------------------------------------------------------- closing
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the session: send a Close frame, wait for the peer's, then close TCP.
+
+        Called when leaving the ``async with`` block. Calling it again, or after
+        the peer closed, does nothing more than wait for the end.
+
+        Args:
+            code: the close code to send.
+            reason: the close reason to send (at most 123 bytes of UTF-8 are sent).
+
+        Waits at most ``close_timeout`` seconds for the peer, then drops the
+        connection. Cancelling is safe: the connection is then dropped.
+        """
+        if self._task_group is None and not self._closed.is_set():
+            # Never entered: nothing runs, close the stream directly.
+            try:
+                await self.stream.aclose()
+            finally:
+                self._closed.set()
+            return
+        if not self._closed.is_set():
+            try:
+                async with self._write_lock:
+                    data = self._protocol.send_close(code, reason)
+                    if data:
+                        logger.debug("sending close: code=%s reason=%r", code, reason)
+                        await self._write_locked(data)
+            except HTTPXWSException:
+                pass
+        try:
+            with anyio.move_on_after(self._close_timeout):
+                await self._closed.wait()
+        finally:
+            if not self._closed.is_set():
+                await self._abort()
+
+    async def _abort(self) -> None:
+        """Drop the connection now."""
+        if self._protocol.close_code is None:
+            self._protocol.receive_eof()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.stream.aclose()
+            except Exception:
+                pass
+        self._to_consumer.close()
+        self._closed.set()
+
+    # ----------------------------------------------------------------- keepalive
+
+    async def _keepalive(self) -> None:
+        interval = self._keepalive_interval
+        timeout = self._keepalive_timeout
+        assert interval is not None
+        while not self._closed.is_set():
+            await anyio.sleep(interval)
+            reads, pauses = self._reads, self._pauses
+            try:
+                pong = await self.ping()
+            except HTTPXWSException:
+                return
+            if timeout is None:
+                continue
+            with anyio.move_on_after(timeout):
+                await pong.wait()
+            if pong.is_set() or self._closed.is_set():
+                continue
+            # No pong. Bytes that arrived, or a reader waiting for a slow
+            # consumer (and so not reading the pong), show the peer is alive.
+            if self._reads != reads or self._pauses != pauses or self._paused:
+                continue
+            logger.debug("keepalive ping timeout: the peer is not answering")
+            self._set_error(WebSocketNetworkError("keepalive ping timeout"))
+            protocol = self._protocol
+            with anyio.move_on_after(1):
+                try:
+                    async with self._write_lock:
+                        data = protocol.send_close(
+                            CloseReason.INTERNAL_ERROR, "keepalive ping timeout"
+                        )
+                        if data:
+                            await self._write_locked(data)
+                except HTTPXWSException:
+                    pass
+            protocol.close_code = CloseReason.INTERNAL_ERROR
+            protocol.close_reason = "keepalive ping timeout"
+            protocol.receive_eof()
+            await self._abort()
+            return

@@ -1,0 +1,27 @@
+"""Type aliases and defaults shared by every layer."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeAlias
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT_SECONDS",
+    "DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS",
+    "DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS",
+    "DEFAULT_MAX_MESSAGE_SIZE_BYTES",
+    "DEFAULT_QUEUE_SIZE",
+    "JSONMode",
+    "Message",
+]
+
+#: A WebSocket message: ``str`` for a text message, ``bytes`` for a binary one.
+Message: TypeAlias = str | bytes
+
+#: How JSON travels: in text frames (``"text"``) or in binary frames (``"binary"``).
+JSONMode: TypeAlias = Literal["text", "binary"]
+
+DEFAULT_MAX_MESSAGE_SIZE_BYTES = 65_536
+DEFAULT_QUEUE_SIZE = 512
+DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS = 20.0
+DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS = 20.0
+DEFAULT_CLOSE_TIMEOUT_SECONDS = 10.0
