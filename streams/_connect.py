@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import httpx
 
@@ -155,8 +155,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
                 yield session
 
 
-@contextlib.asynccontextmanager
-async def aconnect_ws(
+@overload
+def aconnect_ws(
     url: httpx.URL | str,
     client: httpx.AsyncClient | None = None,
     *,
@@ -165,11 +165,44 @@ async def aconnect_ws(
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     subprotocols: list[str] | None = None,
-    session_class: type[AsyncSession] = AsyncWebSocketSession,  # type: ignore[assignment]
+    session_class: None = None,
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     **kwargs: Any,
-) -> AsyncIterator[AsyncSession]:
+) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]: ...
+
+
+@overload
+def aconnect_ws(
+    url: httpx.URL | str,
+    client: httpx.AsyncClient | None = None,
+    *,
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    subprotocols: list[str] | None = None,
+    session_class: type[AsyncSession],
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    **kwargs: Any,
+) -> contextlib.AbstractAsyncContextManager[AsyncSession]: ...
+
+
+def aconnect_ws(
+    url: httpx.URL | str,
+    client: httpx.AsyncClient | None = None,
+    *,
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    subprotocols: list[str] | None = None,
+    session_class: type[AsyncWebSocketSession] | None = None,
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    **kwargs: Any,
+) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]:
     """Open an async WebSocket session.
 
     Example::
@@ -198,7 +231,7 @@ async def aconnect_ws(
             as signs of life. Defaults to 20 seconds.
         subprotocols: the subprotocols to offer, in order of preference.
         session_class: the session class to make (a subclass of
-            :class:`AsyncWebSocketSession`).
+            :class:`AsyncWebSocketSession`); the default one if ``None``.
         close_timeout: how long the closing handshake may take before the
             connection is dropped. Defaults to 10 seconds.
         compression: the permessage-deflate offer (:class:`DeflateOptions`), or
@@ -220,14 +253,27 @@ async def aconnect_ws(
         "queue_size": queue_size,
         "keepalive_ping_interval_seconds": keepalive_ping_interval_seconds,
         "keepalive_ping_timeout_seconds": keepalive_ping_timeout_seconds,
-        "session_class": session_class,
+        "session_class": session_class or AsyncWebSocketSession,
         "close_timeout": close_timeout,
         "compression": compression,
     }
+    return _aconnect(url, client, subprotocols, options, kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _aconnect(
+    url: httpx.URL | str,
+    client: httpx.AsyncClient | None,
+    subprotocols: list[str] | None,
+    options: dict[str, Any],
+    kwargs: dict[str, Any],
+) -> AsyncIterator[AsyncWebSocketSession]:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(httpx.AsyncClient())
-        ws_client: AsyncWebSocketClient[AsyncSession] = AsyncWebSocketClient(client, **options)
+        ws_client: AsyncWebSocketClient[AsyncWebSocketSession] = AsyncWebSocketClient(
+            client, **options
+        )
         session = await stack.enter_async_context(
             ws_client.connect(url, subprotocols=subprotocols, **kwargs)
         )

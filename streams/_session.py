@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
@@ -36,6 +36,17 @@ from ._exceptions import (
     WebSocketDisconnect,
     WebSocketInvalidTypeReceived,
     WebSocketNetworkError,
+)
+from ._stream import (
+    JSONSender,
+    JSONStreamMode,
+    MessageStream,
+    OnDecodeError,
+    bytes_stream,
+    json_sender,
+    json_stream,
+    message_stream,
+    text_stream,
 )
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -59,6 +70,8 @@ __all__ = ["AsyncWebSocketSession", "SessionStatistics"]
 
 logger = logging.getLogger("streams")
 
+T = TypeVar("T")
+
 #: Close codes that end iteration quietly: a normal close, "going away", or a
 #: Close frame with no status code.
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
@@ -79,6 +92,9 @@ class SessionStatistics(msgspec.Struct, frozen=True):
         messages_queued: messages waiting in the receive channel.
         queue_size: the bound of the receive channel.
         reader_paused: whether the reader waits for the consumer (backpressure).
+        messages_dropped: messages that arrived after :meth:`~AsyncWebSocketSession.close`
+            was called while the receive channel was full (so that a consumer
+            that stopped reading never stalls the closing handshake).
         ping_rtt: the round-trip time of the last answered ping, in seconds.
     """
 
@@ -89,6 +105,7 @@ class SessionStatistics(msgspec.Struct, frozen=True):
     messages_queued: int
     queue_size: int
     reader_paused: bool
+    messages_dropped: int
     ping_rtt: float | None
 
 
@@ -183,6 +200,10 @@ class AsyncWebSocketSession:
         self._reads = 0
         self._pauses = 0
         self._paused = False
+        # The reader's wait for room in the receive channel, cancelled by
+        # close() so that a full channel never stalls the closing handshake.
+        self._delivery_scope: anyio.CancelScope | None = None
+        self._dropped = 0
 
     # ------------------------------------------------------------- life cycle
 
@@ -257,6 +278,7 @@ class AsyncWebSocketSession:
             messages_queued=self.receive_stream.statistics().current_buffer_used,
             queue_size=self._queue_size,
             reader_paused=self._paused,
+            messages_dropped=self._dropped,
             ping_rtt=self._ping_rtt,
         )
 
@@ -314,14 +336,25 @@ class AsyncWebSocketSession:
                     send_nowait(messages[index])
                     index += 1
             except anyio.WouldBlock:
+                if self._protocol.state is not CloseState.OPEN:
+                    # Closing: the consumer is not reading, and waiting for it
+                    # would stall the closing handshake. Drop the rest.
+                    self._dropped += count - index
+                    return True
                 self._paused = True
                 self._pauses += 1
                 try:
-                    await self._to_consumer.send(messages[index])
+                    with anyio.CancelScope() as scope:
+                        self._delivery_scope = scope
+                        await self._to_consumer.send(messages[index])
                 except anyio.BrokenResourceError:
                     return self._abandoned()
                 finally:
                     self._paused = False
+                    self._delivery_scope = None
+                if scope.cancelled_caught:
+                    self._dropped += count - index
+                    return True
                 index += 1
             except anyio.BrokenResourceError:
                 return self._abandoned()
@@ -715,6 +748,8 @@ class AsyncWebSocketSession:
             try:
                 async with self._write_lock:
                     data = self._protocol.send_close(code, reason)
+                    if self._delivery_scope is not None:
+                        self._delivery_scope.cancel()
                     if data:
                         logger.debug("sending close: code=%s reason=%r", code, reason)
                         await self._write_locked(data)
@@ -780,3 +815,105 @@ class AsyncWebSocketSession:
             protocol.receive_eof()
             await self._abort()
             return
+
+    # ------------------------------------------------------------ typed streams
+    # Defined last: the method named ``bytes`` shadows the builtin in the
+    # class body, so annotations above use ``builtins.bytes``.
+
+    def messages(self) -> MessageStream[Message]:
+        """Return the messages as a :class:`~streams.MessageStream` of ``str | bytes``.
+
+        Iterating it consumes the session's messages, like ``async for msg in ws``.
+        """
+        return message_stream(self)
+
+    def text(self) -> MessageStream[str]:
+        """Return the text messages as a :class:`~streams.MessageStream` of ``str``.
+
+        A binary message raises :class:`~streams.WebSocketInvalidTypeReceived`.
+        """
+        return text_stream(self)
+
+    @overload
+    def json(
+        self,
+        type: builtins.type[T],
+        *,
+        mode: JSONStreamMode = "text",
+        on_error: OnDecodeError = "raise",
+    ) -> MessageStream[T]: ...
+
+    @overload
+    def json(
+        self,
+        type: Any = ...,
+        *,
+        mode: JSONStreamMode = "text",
+        on_error: OnDecodeError = "raise",
+    ) -> MessageStream[Any]: ...
+
+    def json(
+        self,
+        type: Any = Any,
+        *,
+        mode: JSONStreamMode = "text",
+        on_error: OnDecodeError = "raise",
+    ) -> MessageStream[Any]:
+        """Return the messages decoded from JSON by msgspec, as a typed stream.
+
+        Example::
+
+            class Tick(msgspec.Struct):
+                sym: str
+                px: float
+
+            async for tick in ws.json(Tick):
+                print(tick.sym, tick.px)
+
+        Args:
+            type: the type to decode and validate into (a msgspec Struct, a
+                dataclass, ``dict[str, float]``...); ``Any`` by default.
+            mode: ``"text"`` frames, ``"binary"`` frames, or ``"any"``. A frame
+                of another kind raises :class:`~streams.WebSocketInvalidTypeReceived`.
+            on_error: ``"raise"`` (the default) raises
+                :class:`~streams.WebSocketDecodeError`, which carries the raw
+                message and msgspec's reason; a callable is called with that
+                error instead and the stream goes on.
+
+        Returns:
+            A :class:`~streams.MessageStream` of ``type``.
+        """
+        return json_stream(self, type, mode=mode, on_error=on_error)
+
+    @overload
+    def sender(
+        self, type: builtins.type[T], *, mode: Literal["text", "binary"] = "text"
+    ) -> JSONSender[T]: ...
+
+    @overload
+    def sender(
+        self, type: Any = ..., *, mode: Literal["text", "binary"] = "text"
+    ) -> JSONSender[Any]: ...
+
+    def sender(
+        self, type: Any = Any, *, mode: Literal["text", "binary"] = "text"
+    ) -> JSONSender[Any]:
+        """Return an anyio send stream that sends each item as JSON (encoded by msgspec).
+
+        Example::
+
+            async with ws.sender(Tick) as out:
+                await out.send(Tick("ABC", 1.5))
+
+        Args:
+            type: the item type, for static typing.
+            mode: ``"text"`` or ``"binary"`` frames.
+        """
+        return json_sender(self, type, mode=mode)
+
+    def bytes(self) -> MessageStream[builtins.bytes]:
+        """Return the binary messages as a :class:`~streams.MessageStream` of ``bytes``.
+
+        A text message raises :class:`~streams.WebSocketInvalidTypeReceived`.
+        """
+        return bytes_stream(self)

@@ -1,0 +1,419 @@
+"""The ``streams`` command: an interactive client and the demo.
+
+streams connect URL [options]   print what arrives, send what is typed or piped
+streams demo [--seconds N]      a local feed and a typed pipeline, live
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import signal
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
+
+import anyio
+import httpx
+import msgspec
+
+from ._connect import aconnect_ws
+from ._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketUpgradeError
+from ._session import AsyncWebSocketSession
+
+__all__ = ["main"]
+
+_decoder = msgspec.json.Decoder()
+
+
+class CLIError(Exception):
+    """An error reported as one line, with exit status 1."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streams", description="WebSockets as reactive streams, from the command line."
+    )
+    parser.add_argument("--debug", action="store_true", help="log the protocol; show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    connect = commands.add_parser(
+        "connect",
+        help="connect to a WebSocket server: print messages, send stdin lines",
+        description="Print incoming messages (JSON pretty-printed and coloured on a terminal, "
+        "raw when piped) and send each line typed or piped on stdin. Ctrl-C closes with 1000.",
+    )
+    connect.add_argument("url", help="ws://, wss://, http:// or https:// URL")
+    connect.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME: VALUE",
+        help="an HTTP header for the handshake (repeatable)",
+    )
+    connect.add_argument(
+        "-s",
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a subprotocol to offer (repeatable)",
+    )
+    mode = connect.add_mutually_exclusive_group()
+    mode.add_argument("--binary", action="store_true", help="send stdin lines as binary messages")
+    mode.add_argument(
+        "--json", action="store_true", help="check that stdin lines are JSON before sending"
+    )
+    connect.add_argument(
+        "-n", "--count", type=int, metavar="N", help="exit after N messages are printed"
+    )
+    connect.add_argument(
+        "-t", "--timeout", type=float, metavar="SECONDS", help="exit after SECONDS"
+    )
+    connect.add_argument(
+        "--select",
+        metavar="PATH",
+        help="print only this field of JSON messages, e.g. .data.price or .items[0]",
+    )
+    connect.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="PATH OP VALUE",
+        help="print only JSON messages matching, e.g. '.px > 100' "
+        "(ops: == != < <= > >= ~ for 'contains'; repeatable, all must match)",
+    )
+    connect.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour JSON output (default: when stdout is a terminal)",
+    )
+    connect.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+    )
+    connect.add_argument(
+        "--max-size",
+        type=int,
+        default=16 * 1024 * 1024,
+        metavar="BYTES",
+        help="largest message accepted (default 16 MiB)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a local feed and a typed pipeline over it (no network needed)",
+        description="Serve a made-up ticker feed on 127.0.0.1, consume it with "
+        "ws.json(Tick).filter(...).batch(...), show a live view, then a summary.",
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=5.0, help="how long the feed runs (default 5)"
+    )
+    return parser
+
+
+# ------------------------------------------------------------------ selection
+
+_STEP = re.compile(r"\.([A-Za-z_][\w-]*)|\[(-?\d+)\]|\.\"([^\"]*)\"")
+_MISSING = object()
+
+
+def parse_path(path: str) -> list[str | int]:
+    """Parse a field path like ``.data.items[0].px`` into keys and indexes.
+
+    Raises:
+        CLIError: the path is malformed.
+    """
+    if path in ("", "."):
+        return []
+    steps: list[str | int] = []
+    pos = 0
+    while pos < len(path):
+        match = _STEP.match(path, pos)
+        if match is None:
+            raise CLIError(f"invalid field path {path!r} at {path[pos:]!r}")
+        name, index, quoted = match.groups()
+        if index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(name if name is not None else quoted)
+        pos = match.end()
+    return steps
+
+
+def get_path(value: Any, steps: Sequence[str | int]) -> Any:
+    """Follow ``steps`` into ``value``; return a sentinel when a step is missing."""
+    for step in steps:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return value
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
+    "~": lambda a, b: b in a,
+}
+_CONDITION = re.compile(r"^\s*(\S+)\s*(==|!=|<=|>=|<|>|~)\s*(.*?)\s*$")
+
+
+def parse_condition(text: str) -> Callable[[Any], bool]:
+    """Parse ``PATH OP VALUE`` into a predicate on decoded JSON.
+
+    VALUE is read as JSON when it is valid JSON (``100``, ``"buy"``, ``true``),
+    else as a plain string.
+
+    Raises:
+        CLIError: the condition is malformed.
+    """
+    match = _CONDITION.match(text)
+    if match is None:
+        raise CLIError(f"invalid condition {text!r}: expected 'PATH OP VALUE', e.g. '.px > 100'")
+    path, op, raw = match.groups()
+    steps = parse_path(path)
+    try:
+        expected = json.loads(raw)
+    except ValueError:
+        expected = raw
+    compare = _OPS[op]
+
+    def predicate(value: Any) -> bool:
+        actual = get_path(value, steps)
+        if actual is _MISSING:
+            return False
+        try:
+            return bool(compare(actual, expected))
+        except TypeError:
+            return False
+
+    return predicate
+
+
+# -------------------------------------------------------------------- output
+
+_COLORS = {
+    "key": "\x1b[34;1m",
+    "str": "\x1b[32m",
+    "num": "\x1b[36m",
+    "lit": "\x1b[35m",
+    "reset": "\x1b[0m",
+}
+_TOKEN = re.compile(
+    r'("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)|\b(true|false|null)\b'
+)
+
+
+def colorize(text: str) -> str:
+    """Colour pretty-printed JSON for a terminal."""
+
+    def paint(match: re.Match[str]) -> str:
+        string, colon, number, literal = match.groups()
+        if string is not None:
+            kind = "key" if colon else "str"
+            return f"{_COLORS[kind]}{string}{_COLORS['reset']}{colon or ''}"
+        if number is not None:
+            return f"{_COLORS['num']}{number}{_COLORS['reset']}"
+        return f"{_COLORS['lit']}{literal}{_COLORS['reset']}"
+
+    return _TOKEN.sub(paint, text)
+
+
+class Printer:
+    """Formats incoming messages for the output."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        pretty: bool,
+        color: bool,
+        select: list[str | int] | None,
+        where: list[Callable[[Any], bool]],
+    ) -> None:
+        self.out = out
+        self.pretty = pretty
+        self.color = color
+        self.select = select
+        self.where = where
+
+    def show(self, message: str | bytes) -> bool:
+        """Print ``message`` if it passes the filters; return whether it was printed."""
+        needs_json = self.pretty or self.select is not None or self.where
+        value: Any = _MISSING
+        if needs_json:
+            try:
+                value = _decoder.decode(message)
+            except msgspec.DecodeError:
+                value = _MISSING
+        if self.where or self.select is not None:
+            if value is _MISSING:
+                return False
+            if not all(predicate(value) for predicate in self.where):
+                return False
+            if self.select is not None:
+                value = get_path(value, self.select)
+                if value is _MISSING:
+                    return False
+        if value is not _MISSING and (self.pretty or self.select is not None):
+            if self.pretty:
+                text = json.dumps(value, indent=2, ensure_ascii=False)
+                if self.color:
+                    text = colorize(text)
+            else:
+                text = json.dumps(value, ensure_ascii=False)
+        elif isinstance(message, bytes):
+            text = message.hex() if self.pretty else message.decode("utf-8", "backslashreplace")
+            if self.pretty:
+                text = f"<{len(message)} bytes> {text}"
+        else:
+            text = message
+        self.out.write(text + "\n")
+        self.out.flush()
+        return True
+
+
+# ------------------------------------------------------------------ commands
+
+
+async def _send_stdin(ws: AsyncWebSocketSession, args: argparse.Namespace) -> None:
+    while True:
+        # A thread blocked in readline() cannot be interrupted: abandon it on
+        # cancellation (Ctrl-C, --count reached) instead of waiting for a line.
+        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if not line:
+            return
+        line = line.rstrip("\r\n")
+        if args.binary:
+            await ws.send_bytes(line.encode())
+        elif args.json:
+            try:
+                _decoder.decode(line)
+            except msgspec.DecodeError as exc:
+                sys.stderr.write(f"streams: not sent, invalid JSON: {exc}\n")
+                continue
+            await ws.send_text(line)
+        else:
+            await ws.send_text(line)
+
+
+async def _connect(args: argparse.Namespace, out: TextIO) -> int:
+    headers: list[tuple[str, str]] = []
+    for header in args.header:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise CLIError(f"invalid header {header!r}: expected 'NAME: VALUE'")
+        headers.append((name.strip(), value.strip()))
+    select = parse_path(args.select) if args.select is not None else None
+    where = [parse_condition(text) for text in args.where]
+    tty = out.isatty()
+    color = args.color == "always" or (args.color == "auto" and tty)
+    printer = Printer(
+        out, pretty=tty or args.color == "always", color=color, select=select, where=where
+    )
+
+    verify: ssl.SSLContext | bool = not args.insecure
+    async with (
+        httpx.AsyncClient(verify=verify, timeout=10.0) as client,
+        aconnect_ws(
+            args.url,
+            client,
+            subprotocols=args.subprotocol or None,
+            headers=headers,
+            max_message_size_bytes=args.max_size,
+        ) as ws,
+    ):
+        if tty and ws.subprotocol:
+            sys.stderr.write(f"streams: connected, subprotocol {ws.subprotocol}\n")
+        elif sys.stderr.isatty():
+            sys.stderr.write("streams: connected\n")
+        printed = 0
+        with anyio.move_on_after(args.timeout) as scope:
+            async with anyio.create_task_group() as tg:
+
+                async def stop_on_sigint() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+                        async for _ in signals:
+                            tg.cancel_scope.cancel()
+                            return
+
+                async def send_then_maybe_close() -> None:
+                    await _send_stdin(ws, args)
+                    if args.count is None and args.timeout is None:
+                        # stdin is done and nothing else is awaited: close.
+                        tg.cancel_scope.cancel()
+
+                if sys.platform != "win32":
+                    tg.start_soon(stop_on_sigint)
+                if not sys.stdin.closed:
+                    tg.start_soon(send_then_maybe_close)
+                async for message in ws:
+                    if printer.show(message):
+                        printed += 1
+                        if args.count is not None and printed >= args.count:
+                            break
+                tg.cancel_scope.cancel()
+        del scope
+        await ws.close(1000)
+        if ws.close_code not in (None, 1000, 1001, 1005):
+            raise WebSocketDisconnect(ws.close_code or 1006, ws.close_reason)
+    return 0
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    """One line for an error, without a traceback."""
+    if isinstance(exc, WebSocketUpgradeError):
+        status = exc.response.status_code
+        if status != 101:
+            phrase = exc.response.reason_phrase
+            return f"handshake rejected by {url}: HTTP {status} {phrase}".rstrip()
+        return f"invalid handshake from {url}: {exc}"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
+            return f"TLS failure connecting to {url}: {text} (use --insecure to skip verification)"
+        if "refused" in text.lower():
+            return f"connection refused: {url}"
+        return f"cannot connect to {url}: {text}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out connecting to {url}"
+    if isinstance(exc, httpx.HTTPError):
+        return f"HTTP error with {url}: {exc}"
+    if isinstance(exc, WebSocketDisconnect):
+        return f"connection closed: code {exc.code}" + (f", {exc.reason}" if exc.reason else "")
+    if isinstance(exc, HTTPXWSException):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``streams`` command; return its exit status."""
+    args = _parser().parse_args(argv)
+    if args.debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            anyio.run(run_demo, args.seconds)
+            return 0
+        return anyio.run(_connect, args, sys.stdout)
+    except KeyboardInterrupt:
+        return 130
+    except CLIError as exc:
+        sys.stderr.write(f"streams: {exc}\n")
+        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"streams: {_describe(exc, getattr(args, 'url', ''))}\n")
+        return 1
