@@ -77,6 +77,7 @@ T = TypeVar("T")
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 _READ_SIZE = 262_144
+_HIGH_WATER = 65_536
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
 
@@ -184,7 +185,13 @@ class AsyncWebSocketSession:
         self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
             queue_size
         )
-        self._write_lock = anyio.Lock(fast_acquire=True)
+        # Outgoing bytes, in order, waiting for the flusher.
+        self._out: list[builtins.bytes] = []
+        self._out_size = 0
+        self._flush_wanted = anyio.Event()
+        self._drained: anyio.Event | None = None
+        self._writing = False
+        self._flusher_done = False
         self._pings: dict[bytes, tuple[anyio.Event, float]] = {}
         self._closed = anyio.Event()
         self._error: HTTPXWSException | None = None
@@ -212,6 +219,7 @@ class AsyncWebSocketSession:
         await task_group.__aenter__()
         self._task_group = task_group
         task_group.start_soon(self._reader, name="streams reader")
+        task_group.start_soon(self._flusher, name="streams flusher")
         task_group.start_soon(self._writer, name="streams writer")
         if self._keepalive_interval is not None:
             task_group.start_soon(self._keepalive, name="streams keepalive")
@@ -310,7 +318,7 @@ class AsyncWebSocketSession:
                 if protocol._pongs:
                     self._on_pongs(protocol.pongs_received())
                 if protocol._out:
-                    await self._write(protocol.data_to_send())
+                    self._queue(protocol.data_to_send())
                 if messages:
                     self._messages_in += len(messages)
                     if delivering:
@@ -369,6 +377,9 @@ class AsyncWebSocketSession:
     async def _finish(self) -> None:
         """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
         protocol = self._protocol
+        # Frames still queued (a Close frame among them) go out first.
+        with anyio.move_on_after(self._close_timeout):
+            await self._drain()
         if protocol.close_received and not protocol.failed:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             with anyio.move_on_after(self._close_timeout):
@@ -576,23 +587,59 @@ class AsyncWebSocketSession:
             raise WebSocketDecodeError(data, str(exc)) from exc
 
     # ------------------------------------------------------------------- sending
+    #
+    # Frames are queued in order and written by the flusher task, which joins
+    # everything queued since its last write into one write. A send returns as
+    # soon as its frame is queued, without a trip through the event loop, unless
+    # more than _HIGH_WATER bytes wait: then it waits until they are written.
 
-    async def _write(self, data: builtins.bytes) -> None:
-        """Write bytes, serialised with every other write. Errors end the session."""
-        async with self._write_lock:
-            await self._write_locked(data)
+    def _queue(self, frame: builtins.bytes) -> None:
+        """Queue bytes for the network, after everything queued before."""
+        self._out.append(frame)
+        self._out_size += len(frame)
+        if not self._flush_wanted.is_set():
+            self._flush_wanted.set()
 
-    async def _write_locked(self, data: builtins.bytes) -> None:
+    async def _drain(self) -> None:
+        """Wait until everything queued is written, or the connection failed."""
+        while (self._out or self._writing) and not self._flusher_done:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+
+    async def _flusher(self) -> None:
+        write = self.stream.write
         try:
-            await self.stream.write(data)
+            while True:
+                await self._flush_wanted.wait()
+                self._flush_wanted = anyio.Event()
+                while self._out:
+                    chunks = self._out
+                    size = self._out_size
+                    self._out = []
+                    self._out_size = 0
+                    self._writing = True
+                    try:
+                        await write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    finally:
+                        self._writing = False
+                    self._bytes_out += size
+                if self._drained is not None:
+                    self._drained.set()
+                    self._drained = None
         except Exception as exc:
-            error = WebSocketNetworkError(f"write failed: {exc!r}")
-            self._set_error(error, exc)
-            raise error from exc
-        self._bytes_out += len(data)
+            if self._protocol.state is not CloseState.CLOSED:
+                self._set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
+        finally:
+            self._flusher_done = True
+            self._out = []
+            self._out_size = 0
+            if self._drained is not None:
+                self._drained.set()
+                self._drained = None
 
     def _check_can_send(self) -> None:
-        if not self._protocol.can_send:
+        if self._error is not None or not self._protocol.can_send or self._flusher_done:
             raise self._end_error()
 
     async def send(self, event: Event) -> None:
@@ -611,41 +658,48 @@ class AsyncWebSocketSession:
         if isinstance(event, Ping):
             await self.ping(bytes(event.payload))
             return
-        async with self._write_lock:
-            self._check_can_send()
-            try:
-                data = self._protocol.send_event(event)
-            except LocalProtocolError as exc:
-                raise self._end_error() from exc
-            await self._write_locked(data)
+        self._check_can_send()
+        try:
+            frame = self._protocol.send_event(event)
+        except LocalProtocolError as exc:
+            raise self._end_error() from exc
+        self._queue(frame)
         if isinstance(event, (TextMessage, BytesMessage)) and event.message_finished:
             self._messages_out += 1
+        if self._out_size > _HIGH_WATER:
+            await self._drain()
 
     async def send_text(self, data: str) -> None:
         """Send a text message.
 
+        Returns once the frame is queued for the network, after every frame
+        sent before it; waits while more than 64 KiB are queued.
+
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
         """
-        async with self._write_lock:
-            self._check_can_send()
-            frame = self._protocol.send_text(data)
-            await self._write_locked(frame)
+        self._check_can_send()
+        self._queue(self._protocol.send_text(data))
         self._messages_out += 1
+        if self._out_size > _HIGH_WATER:
+            await self._drain()
 
     async def send_bytes(self, data: builtins.bytes) -> None:
         """Send a binary message.
 
+        Returns once the frame is queued for the network, after every frame
+        sent before it; waits while more than 64 KiB are queued.
+
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
         """
-        async with self._write_lock:
-            self._check_can_send()
-            frame = self._protocol.send_bytes(data)
-            await self._write_locked(frame)
+        self._check_can_send()
+        self._queue(self._protocol.send_bytes(data))
         self._messages_out += 1
+        if self._out_size > _HIGH_WATER:
+            await self._drain()
 
     async def send_json(self, data: Any, mode: JSONMode = "text") -> None:
         """Send a value as JSON, encoded with msgspec.
@@ -668,34 +722,42 @@ class AsyncWebSocketSession:
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
 
+    async def flush(self) -> None:
+        """Wait until every frame sent so far is written to the network.
+
+        Raises:
+            WebSocketNetworkError: the network failed before everything was written.
+        """
+        await self._drain()
+        if self._error is not None:
+            raise self._error
+
     async def _writer(self) -> None:
         """Send what arrives in send_stream; close the session when it ends."""
         source = self._from_producer
+        protocol = self._protocol
         async with source:
             while True:
                 try:
                     message = await source.receive()
                 except anyio.EndOfStream:
                     break
-                batch = [message]
                 try:
                     while True:
-                        batch.append(source.receive_nowait())
+                        self._check_can_send()
+                        if isinstance(message, str):
+                            self._queue(protocol.send_text(message))
+                        else:
+                            self._queue(protocol.send_bytes(message))
+                        self._messages_out += 1
+                        message = source.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     pass
-                try:
-                    async with self._write_lock:
-                        self._check_can_send()
-                        protocol = self._protocol
-                        frames = b"".join(
-                            protocol.send_text(m) if isinstance(m, str) else protocol.send_bytes(m)
-                            for m in batch
-                        )
-                        await self._write_locked(frames)
                 except HTTPXWSException:
                     # The session ended: nothing more can be sent.
                     return
-                self._messages_out += len(batch)
+                if self._out_size > _HIGH_WATER:
+                    await self._drain()
         if not self._closed.is_set():
             await self.close()
 
@@ -715,11 +777,10 @@ class AsyncWebSocketSession:
         """
         if not payload:
             payload = secrets.token_bytes(8)
+        self._check_can_send()
         event = anyio.Event()
-        async with self._write_lock:
-            self._check_can_send()
-            self._pings[payload] = (event, time.monotonic())
-            await self._write_locked(self._protocol.send_ping(payload))
+        self._pings[payload] = (event, time.monotonic())
+        self._queue(self._protocol.send_ping(payload))
         return event
 
     # ------------------------------------------------------------------- closing
@@ -744,17 +805,13 @@ class AsyncWebSocketSession:
             finally:
                 self._closed.set()
             return
-        if not self._closed.is_set():
-            try:
-                async with self._write_lock:
-                    data = self._protocol.send_close(code, reason)
-                    if self._delivery_scope is not None:
-                        self._delivery_scope.cancel()
-                    if data:
-                        logger.debug("sending close: code=%s reason=%r", code, reason)
-                        await self._write_locked(data)
-            except HTTPXWSException:
-                pass
+        if not self._closed.is_set() and not self._flusher_done:
+            data = self._protocol.send_close(code, reason)
+            if self._delivery_scope is not None:
+                self._delivery_scope.cancel()
+            if data:
+                logger.debug("sending close: code=%s reason=%r", code, reason)
+                self._queue(data)
         try:
             with anyio.move_on_after(self._close_timeout):
                 await self._closed.wait()
@@ -800,16 +857,11 @@ class AsyncWebSocketSession:
             logger.debug("keepalive ping timeout: the peer is not answering")
             self._set_error(WebSocketNetworkError("keepalive ping timeout"))
             protocol = self._protocol
-            with anyio.move_on_after(1):
-                try:
-                    async with self._write_lock:
-                        data = protocol.send_close(
-                            CloseReason.INTERNAL_ERROR, "keepalive ping timeout"
-                        )
-                        if data:
-                            await self._write_locked(data)
-                except HTTPXWSException:
-                    pass
+            data = protocol.send_close(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
+            if data and not self._flusher_done:
+                self._queue(data)
+                with anyio.move_on_after(1):
+                    await self._drain()
             protocol.close_code = CloseReason.INTERNAL_ERROR
             protocol.close_reason = "keepalive ping timeout"
             protocol.receive_eof()
