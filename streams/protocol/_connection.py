@@ -393,7 +393,10 @@ class ClientProtocol:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x81, data.encode())
-        return bytes(self._conn.send(TextMessage(data=data)))
+        frame = bytes(self._conn.send(TextMessage(data=data)))
+        # This finished any fragmented message: whole messages may be framed here again.
+        self._fast_send = not self._compressed
+        return frame
 
     def send_bytes(self, data: bytes) -> bytes:
         """Return the frame of a binary message.
@@ -403,7 +406,9 @@ class ClientProtocol:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x82, data)
-        return bytes(self._conn.send(BytesMessage(data=data)))
+        frame = bytes(self._conn.send(BytesMessage(data=data)))
+        self._fast_send = not self._compressed
+        return frame
 
     def _frame(self, first: int, payload: bytes) -> bytes:
         """Build one masked, final frame, as wsproto would (RFC 6455, section 5.2)."""
