@@ -17,8 +17,24 @@ from ._exceptions import WebSocketDisconnect as WebSocketDisconnect
 from ._exceptions import WebSocketInvalidTypeReceived as WebSocketInvalidTypeReceived
 from ._exceptions import WebSocketNetworkError as WebSocketNetworkError
 from ._exceptions import WebSocketUpgradeError as WebSocketUpgradeError
+from ._fanin import BroadcastPolicy as BroadcastPolicy
+from ._fanin import BroadcastStream as BroadcastStream
+from ._fanin import broadcast as broadcast
+from ._fanin import merge as merge
 from ._session import AsyncWebSocketSession as AsyncWebSocketSession
 from ._session import SessionStatistics as SessionStatistics
+from ._stream import BatchSource as BatchSource
+from ._stream import DecodeErrorHandler as DecodeErrorHandler
+from ._stream import JSONSender as JSONSender
+from ._stream import JSONStreamMode as JSONStreamMode
+from ._stream import MessageStream as MessageStream
+from ._stream import OnDecodeError as OnDecodeError
+from ._stream import SupportsDecode as SupportsDecode
+from ._stream import bytes_stream as bytes_stream
+from ._stream import json_sender as json_sender
+from ._stream import json_stream as json_stream
+from ._stream import message_stream as message_stream
+from ._stream import text_stream as text_stream
 from ._types import JSONMode as JSONMode
 from ._types import Message as Message
 from .protocol._deflate import DeflateOptions as DeflateOptions
@@ -28,15 +44,31 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncWebSocketClient",
     "AsyncWebSocketSession",
+    "BatchSource",
+    "BroadcastPolicy",
+    "BroadcastStream",
+    "DecodeErrorHandler",
     "DeflateOptions",
     "HTTPXWSException",
     "JSONMode",
+    "JSONSender",
+    "JSONStreamMode",
     "Message",
+    "MessageStream",
+    "OnDecodeError",
     "SessionStatistics",
+    "SupportsDecode",
     "WebSocketDecodeError",
     "WebSocketDisconnect",
     "WebSocketInvalidTypeReceived",
     "WebSocketNetworkError",
     "WebSocketUpgradeError",
     "aconnect_ws",
+    "broadcast",
+    "bytes_stream",
+    "json_sender",
+    "json_stream",
+    "merge",
+    "message_stream",
+    "text_stream",
 ]

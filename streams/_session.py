@@ -211,6 +211,9 @@ class AsyncWebSocketSession:
         # close() so that a full channel never stalls the closing handshake.
         self._delivery_scope: anyio.CancelScope | None = None
         self._dropped = 0
+        self._closing_locally = False
+        # Messages handed back by a typed stream that read ahead of its need.
+        self._unread: list[Message] = []
 
     # ------------------------------------------------------------- life cycle
 
@@ -344,9 +347,10 @@ class AsyncWebSocketSession:
                     send_nowait(messages[index])
                     index += 1
             except anyio.WouldBlock:
-                if self._protocol.state is not CloseState.OPEN:
-                    # Closing: the consumer is not reading, and waiting for it
-                    # would stall the closing handshake. Drop the rest.
+                if self._closing_locally:
+                    # This side is closing and the consumer is not reading:
+                    # waiting for it would stall the closing handshake. Drop
+                    # the rest (a close from the peer drops nothing).
                     self._dropped += count - index
                     return True
                 self._paused = True
@@ -444,6 +448,10 @@ class AsyncWebSocketSession:
 
         Cancelling is safe: no message is lost.
         """
+        if self._unread:
+            batch = self._unread
+            self._unread = []
+            return batch
         stream = self.receive_stream
         try:
             batch = [await stream.receive()]
@@ -464,6 +472,8 @@ class AsyncWebSocketSession:
 
     async def __anext__(self) -> Message:
         """Return the next message; a normal close ends the iteration, an abnormal one raises."""
+        if self._unread:
+            return self._unread.pop(0)
         stream = self.receive_stream
         try:
             return stream.receive_nowait()
@@ -478,7 +488,14 @@ class AsyncWebSocketSession:
             self._end_of_stream()
             raise StopAsyncIteration from None
 
+    def _unread_batch(self, messages: list[Message]) -> None:
+        """Put messages back in front: the next receive of any kind returns them first."""
+        if messages:
+            self._unread[:0] = messages
+
     async def _receive_message(self, timeout: float | None) -> Message:
+        if self._unread:
+            return self._unread.pop(0)
         stream = self.receive_stream
         try:
             try:
@@ -806,6 +823,7 @@ class AsyncWebSocketSession:
                 self._closed.set()
             return
         if not self._closed.is_set() and not self._flusher_done:
+            self._closing_locally = True
             data = self._protocol.send_close(code, reason)
             if self._delivery_scope is not None:
                 self._delivery_scope.cancel()
