@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 import httpx
@@ -48,6 +48,29 @@ def http_url(url: httpx.URL | str) -> httpx.URL:
     if scheme is not None:
         url = url.copy_with(scheme=scheme)
     return url
+
+
+@contextlib.contextmanager
+def _restated() -> Iterator[None]:
+    """Give an :class:`httpx.ConnectError` without a message the message of its root cause.
+
+    On some backends httpcore raises ``ConnectError('')`` with the useful
+    message (a refused connection, a certificate that fails verification)
+    several causes down.
+    """
+    try:
+        yield
+    except httpx.ConnectError as exc:
+        if str(exc):
+            raise
+        cause: BaseException | None = exc
+        message = ""
+        while cause is not None and not message:
+            message = str(cause)
+            cause = cause.__cause__ or cause.__context__
+        if not message:
+            raise
+        raise httpx.ConnectError(message, request=exc.request) from exc
 
 
 class AsyncWebSocketClient(Generic[AsyncSession]):
@@ -121,7 +144,11 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         headers.update(handshake.request_headers())
         target = http_url(url)
         logger.debug("connecting to %s", target)
-        async with self.client.stream("GET", target, headers=headers, **kwargs) as response:
+        async with contextlib.AsyncExitStack() as stack:
+            with _restated():
+                response = await stack.enter_async_context(
+                    self.client.stream("GET", target, headers=headers, **kwargs)
+                )
             all_values = {name: response.headers.get_list(name) for name in _HANDSHAKE_HEADERS}
             try:
                 handshake.validate(response.status_code, response.headers, all_values)

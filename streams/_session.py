@@ -78,6 +78,11 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 _READ_SIZE = 262_144
 _HIGH_WATER = 65_536
+# Close codes an endpoint may send (RFC 6455 section 7.4 and the IANA
+# registry), besides 3000-4999.
+_SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
 
@@ -192,6 +197,7 @@ class AsyncWebSocketSession:
         self._drained: anyio.Event | None = None
         self._writing = False
         self._flusher_done = False
+        self._write_failed = False
         self._pings: dict[bytes, tuple[anyio.Event, float]] = {}
         self._closed = anyio.Event()
         self._error: HTTPXWSException | None = None
@@ -242,7 +248,10 @@ class AsyncWebSocketSession:
         finally:
             task_group.cancel_scope.cancel()
             try:
-                await task_group.__aexit__(exc_type, exc_val, exc_tb)
+                # The block's own exception is not handed to the task group,
+                # which would wrap it in an exception group: it propagates as
+                # itself when this method returns.
+                await task_group.__aexit__(None, None, None)
             finally:
                 self._task_group = None
                 # The session's own ends of the channels; clones handed to
@@ -322,6 +331,10 @@ class AsyncWebSocketSession:
                     self._on_pongs(protocol.pongs_received())
                 if protocol._out:
                     self._queue(protocol.data_to_send())
+                    if self._out_size > _HIGH_WATER:
+                        # A peer that sends pings but does not read its pongs
+                        # is not read further until they are written.
+                        await self._drain()
                 if messages:
                     self._messages_in += len(messages)
                     if delivering:
@@ -382,8 +395,7 @@ class AsyncWebSocketSession:
         """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
         protocol = self._protocol
         # Frames still queued (a Close frame among them) go out first.
-        with anyio.move_on_after(self._close_timeout):
-            await self._drain()
+        await self._flush_last()
         if protocol.close_received and not protocol.failed:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             with anyio.move_on_after(self._close_timeout):
@@ -645,15 +657,34 @@ class AsyncWebSocketSession:
                     self._drained.set()
                     self._drained = None
         except Exception as exc:
+            self._out = []
+            self._out_size = 0
+            self._write_failed = True
             if self._protocol.state is not CloseState.CLOSED:
                 self._set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
         finally:
+            # Cancelled, frames still queued stay queued: _finish() writes them.
             self._flusher_done = True
-            self._out = []
-            self._out_size = 0
             if self._drained is not None:
                 self._drained.set()
                 self._drained = None
+
+    async def _flush_last(self) -> None:
+        """Write what is still queued, even if the flusher was cancelled.
+
+        Bounded by ``close_timeout``.
+        """
+        with anyio.move_on_after(self._close_timeout):
+            await self._drain()
+            if self._out and not self._write_failed:
+                data = b"".join(self._out)
+                self._out = []
+                self._out_size = 0
+                try:
+                    await self.stream.write(data)
+                except Exception:
+                    return
+                self._bytes_out += len(data)
 
     def _check_can_send(self) -> None:
         if self._error is not None or not self._protocol.can_send or self._flusher_done:
@@ -809,12 +840,17 @@ class AsyncWebSocketSession:
         the peer closed, does nothing more than wait for the end.
 
         Args:
-            code: the close code to send.
+            code: the close code to send: 1000-1003, 1007-1014 or 3000-4999.
             reason: the close reason to send (at most 123 bytes of UTF-8 are sent).
+
+        Raises:
+            ValueError: ``code`` may not be sent on the wire (1005, 1006, 999...).
 
         Waits at most ``close_timeout`` seconds for the peer, then drops the
         connection. Cancelling is safe: the connection is then dropped.
         """
+        if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
+            raise ValueError(f"close code {code} may not be sent (RFC 6455, section 7.4)")
         if self._task_group is None and not self._closed.is_set():
             # Never entered: nothing runs, close the stream directly.
             try:
