@@ -35,6 +35,12 @@ from ._stream import json_sender as json_sender
 from ._stream import json_stream as json_stream
 from ._stream import message_stream as message_stream
 from ._stream import text_stream as text_stream
+from ._sync import PongEvent as PongEvent
+from ._sync import ReceiveTimeout as ReceiveTimeout
+from ._sync import SyncMessageStream as SyncMessageStream
+from ._sync import WebSocketClient as WebSocketClient
+from ._sync import WebSocketSession as WebSocketSession
+from ._sync import connect_ws as connect_ws
 from ._types import JSONMode as JSONMode
 from ._types import Message as Message
 from .protocol._deflate import DeflateOptions as DeflateOptions
@@ -56,16 +62,22 @@ __all__ = [
     "Message",
     "MessageStream",
     "OnDecodeError",
+    "PongEvent",
+    "ReceiveTimeout",
     "SessionStatistics",
     "SupportsDecode",
+    "SyncMessageStream",
+    "WebSocketClient",
     "WebSocketDecodeError",
     "WebSocketDisconnect",
     "WebSocketInvalidTypeReceived",
     "WebSocketNetworkError",
+    "WebSocketSession",
     "WebSocketUpgradeError",
     "aconnect_ws",
     "broadcast",
     "bytes_stream",
+    "connect_ws",
     "json_sender",
     "json_stream",
     "merge",

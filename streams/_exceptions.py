@@ -11,7 +11,9 @@ so code written for it keeps working::
     ├── WebSocketUpgradeError        the opening handshake was refused or invalid
     └── WebSocketDecodeError         a message could not be decoded or validated
 
-A receive that times out raises the built-in :class:`TimeoutError`.
+A receive that times out raises the built-in :class:`TimeoutError` (in the
+sync API, :class:`~streams.ReceiveTimeout`, which is both a
+:class:`TimeoutError` and the :class:`queue.Empty` httpx-ws raised).
 """
 
 from __future__ import annotations

@@ -242,9 +242,19 @@ class AsyncWebSocketSession:
     ) -> bool | None:
         task_group = self._task_group
         assert task_group is not None, "the session was not entered"
+        cancelled = isinstance(exc_val, anyio.get_cancelled_exc_class())
         try:
             with anyio.CancelScope(shield=True):
-                await self.close()
+                if not cancelled:
+                    await self.close()
+                elif not self._closed.is_set():
+                    # Cancelled: the background tasks are being cancelled too
+                    # (perhaps before they ever ran). Queue the Close frame;
+                    # it is written below, without waiting for the peer.
+                    self._closing_locally = True
+                    data = self._protocol.send_close(CloseReason.NORMAL_CLOSURE)
+                    if data:
+                        self._queue(data)
         finally:
             task_group.cancel_scope.cancel()
             try:
@@ -254,6 +264,10 @@ class AsyncWebSocketSession:
                 await task_group.__aexit__(None, None, None)
             finally:
                 self._task_group = None
+                self._flusher_done = True
+                if not self._closed.is_set():
+                    with anyio.CancelScope(shield=True):
+                        await self._finish()
                 # The session's own ends of the channels; clones handed to
                 # other tasks stay open until their owners close them.
                 for channel in (
@@ -408,6 +422,9 @@ class AsyncWebSocketSession:
             await self.stream.aclose()
         except Exception:
             pass
+        if protocol.state is not CloseState.CLOSED:
+            # The reader stopped (cancelled) before the closing handshake ended.
+            protocol.receive_eof()
         self._closed.set()
         logger.debug(
             "connection closed: code=%s reason=%r", protocol.close_code, protocol.close_reason
