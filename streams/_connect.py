@@ -9,7 +9,9 @@ connection's network stream then belongs to the session.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -39,6 +41,12 @@ _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-we
 
 #: The compression offered by default: permessage-deflate with its defaults.
 DEFAULT_COMPRESSION = DeflateOptions()
+
+
+@functools.cache
+def _default_ssl() -> ssl.SSLContext:
+    """The SSL context of the default client, made once: loading CA certificates is slow."""
+    return httpx.create_ssl_context()
 
 
 def http_url(url: httpx.URL | str) -> httpx.URL:
@@ -297,7 +305,7 @@ async def _aconnect(
 ) -> AsyncIterator[AsyncWebSocketSession]:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(httpx.AsyncClient())
+            client = await stack.enter_async_context(httpx.AsyncClient(verify=_default_ssl()))
         ws_client: AsyncWebSocketClient[AsyncWebSocketSession] = AsyncWebSocketClient(
             client, **options
         )

@@ -19,7 +19,7 @@ import builtins
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
@@ -85,6 +85,51 @@ _SENDABLE_CLOSE_CODES = frozenset(
 )
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
+
+
+def _byte_stream_io(
+    stream: AsyncNetworkStream,
+) -> tuple[Callable[[int], Awaitable[builtins.bytes]], Callable[[builtins.bytes], Awaitable[None]]]:
+    """Return the read and write functions of a network stream.
+
+    httpcore's network stream of an upgraded HTTP/1.1 connection wraps an
+    anyio byte stream, and each of its reads and writes enters a cancel scope
+    and an exception-mapping block. When the stream is that one, read and
+    write the anyio stream underneath (after the bytes httpcore read past the
+    response headers); any other stream (the ASGI test transport, a custom
+    transport's) is used through its own methods.
+
+    Read functions return ``b""`` at the end of the stream; errors are the
+    underlying stream's.
+    """
+    inner = getattr(stream, "_stream", None)
+    byte_stream = getattr(inner, "_stream", None)
+    if (
+        type(stream).__name__ == "AsyncHTTP11UpgradeStream"
+        and type(inner).__name__ == "AnyIOStream"
+        and isinstance(byte_stream, anyio.abc.ByteStream)
+        and isinstance(getattr(stream, "_leading_data", None), bytes)
+    ):
+        leading: builtins.bytes = stream._leading_data  # type: ignore[attr-defined]
+        stream._leading_data = b""  # type: ignore[attr-defined]
+        receive = byte_stream.receive
+
+        async def read(max_bytes: int) -> builtins.bytes:
+            nonlocal leading
+            if leading:
+                data, leading = leading, b""
+                return data
+            try:
+                return await receive(max_bytes)
+            except anyio.EndOfStream:
+                return b""
+
+        return read, byte_stream.send
+
+    async def read_stream(max_bytes: int) -> builtins.bytes:
+        return await stream.read(max_bytes)
+
+    return read_stream, stream.write
 
 
 class SessionStatistics(msgspec.Struct, frozen=True):
@@ -173,6 +218,7 @@ class AsyncWebSocketSession:
         subprotocol: str | None = None,
     ) -> None:
         self.stream = stream
+        self._read, self._write = _byte_stream_io(stream)
         self.response = response
         if subprotocol is None and response is not None:
             subprotocol = response.headers.get("sec-websocket-protocol")
@@ -194,11 +240,13 @@ class AsyncWebSocketSession:
         self._out: list[builtins.bytes] = []
         self._out_size = 0
         self._flush_wanted = anyio.Event()
+        self._flush_pending = False
         self._drained: anyio.Event | None = None
         self._writing = False
         self._flusher_done = False
         self._write_failed = False
-        self._pings: dict[bytes, tuple[anyio.Event, float]] = {}
+        # Pings waiting for their pong, oldest first: payload -> (waiters, sent at).
+        self._pings: dict[builtins.bytes, tuple[list[anyio.Event], float]] = {}
         self._closed = anyio.Event()
         self._error: HTTPXWSException | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -320,7 +368,7 @@ class AsyncWebSocketSession:
 
     async def _reader(self) -> None:
         protocol = self._protocol
-        read = self.stream.read
+        read = self._read
         to_consumer = self._to_consumer
         send_nowait = to_consumer.send_nowait
         delivering = True
@@ -414,7 +462,7 @@ class AsyncWebSocketSession:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             with anyio.move_on_after(self._close_timeout):
                 try:
-                    while await self.stream.read(_READ_SIZE):
+                    while await self._read(_READ_SIZE):
                         pass
                 except Exception:
                     pass
@@ -429,8 +477,9 @@ class AsyncWebSocketSession:
         logger.debug(
             "connection closed: code=%s reason=%r", protocol.close_code, protocol.close_reason
         )
-        for event, _ in self._pings.values():
-            event.set()
+        for waiters, _ in self._pings.values():
+            for event in waiters:
+                event.set()
         self._pings.clear()
 
     def _set_error(self, error: HTTPXWSException, cause: BaseException | None = None) -> None:
@@ -439,14 +488,25 @@ class AsyncWebSocketSession:
                 error.__cause__ = cause
             self._error = error
 
-    def _on_pongs(self, payloads: list[bytes]) -> None:
+    def _on_pongs(self, payloads: list[builtins.bytes]) -> None:
+        """Wake the waiters of each pong's ping, and of every ping sent before it.
+
+        A peer answers pings in order (and may answer only the latest of
+        several), so a pong acknowledges the earlier pings too.
+        """
         now = time.monotonic()
+        pings = self._pings
         for payload in payloads:
-            entry = self._pings.pop(payload, None)
-            if entry is not None:
-                event, sent_at = entry
-                self._ping_rtt = now - sent_at
-                event.set()
+            if payload not in pings:
+                continue  # unsolicited, or for a ping already acknowledged
+            while pings:
+                sent, (waiters, sent_at) = next(iter(pings.items()))
+                del pings[sent]
+                for event in waiters:
+                    event.set()
+                if sent == payload:
+                    self._ping_rtt = now - sent_at
+                    break
 
     def _end_error(self) -> HTTPXWSException:
         """The exception that reports the end of the session."""
@@ -531,6 +591,8 @@ class AsyncWebSocketSession:
                 return stream.receive_nowait()
             except anyio.WouldBlock:
                 pass
+            if timeout is None:
+                return await stream.receive()
             with anyio.fail_after(timeout):
                 return await stream.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -643,7 +705,8 @@ class AsyncWebSocketSession:
         """Queue bytes for the network, after everything queued before."""
         self._out.append(frame)
         self._out_size += len(frame)
-        if not self._flush_wanted.is_set():
+        if not self._flush_pending:
+            self._flush_pending = True
             self._flush_wanted.set()
 
     async def _drain(self) -> None:
@@ -654,11 +717,12 @@ class AsyncWebSocketSession:
             await self._drained.wait()
 
     async def _flusher(self) -> None:
-        write = self.stream.write
+        write = self._write
         try:
             while True:
                 await self._flush_wanted.wait()
                 self._flush_wanted = anyio.Event()
+                self._flush_pending = False
                 while self._out:
                     chunks = self._out
                     size = self._out_size
@@ -698,7 +762,7 @@ class AsyncWebSocketSession:
                 self._out = []
                 self._out_size = 0
                 try:
-                    await self.stream.write(data)
+                    await self._write(data)
                 except Exception:
                     return
                 self._bytes_out += len(data)
@@ -833,8 +897,9 @@ class AsyncWebSocketSession:
             payload: the payload identifying this ping; a random one if empty.
 
         Returns:
-            An :class:`anyio.Event` set when the matching Pong arrives (or when
-            the connection closes, so a waiter never hangs).
+            An :class:`anyio.Event` set when the matching Pong arrives, or the
+            pong of a later ping (pongs come in order), or when the connection
+            closes (so a waiter never hangs).
 
         Raises:
             WebSocketNetworkError: the network failed.
@@ -843,9 +908,14 @@ class AsyncWebSocketSession:
         if not payload:
             payload = secrets.token_bytes(8)
         self._check_can_send()
+        frame = self._protocol.send_ping(payload)
         event = anyio.Event()
-        self._pings[payload] = (event, time.monotonic())
-        self._queue(self._protocol.send_ping(payload))
+        entry = self._pings.get(payload)
+        if entry is None:
+            self._pings[payload] = ([event], time.monotonic())
+        else:
+            entry[0].append(event)
+        self._queue(frame)
         return event
 
     # ------------------------------------------------------------------- closing
