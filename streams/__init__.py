@@ -15,12 +15,20 @@ from ._exceptions import HTTPXWSException as HTTPXWSException
 from ._exceptions import WebSocketDecodeError as WebSocketDecodeError
 from ._exceptions import WebSocketDisconnect as WebSocketDisconnect
 from ._exceptions import WebSocketInvalidTypeReceived as WebSocketInvalidTypeReceived
+from ._exceptions import WebSocketKeepaliveTimeout as WebSocketKeepaliveTimeout
 from ._exceptions import WebSocketNetworkError as WebSocketNetworkError
 from ._exceptions import WebSocketUpgradeError as WebSocketUpgradeError
 from ._fanin import BroadcastPolicy as BroadcastPolicy
 from ._fanin import BroadcastStream as BroadcastStream
 from ._fanin import broadcast as broadcast
 from ._fanin import merge as merge
+from ._reconnect import Backoff as Backoff
+from ._reconnect import OutboxFullError as OutboxFullError
+from ._reconnect import OutboxOverflow as OutboxOverflow
+from ._reconnect import ReconnectingWebSocket as ReconnectingWebSocket
+from ._reconnect import StateChange as StateChange
+from ._reconnect import StateChanges as StateChanges
+from ._reconnect import reconnecting_ws as reconnecting_ws
 from ._session import AsyncWebSocketSession as AsyncWebSocketSession
 from ._session import SessionStatistics as SessionStatistics
 from ._stream import BatchSource as BatchSource
@@ -44,17 +52,33 @@ from ._sync import connect_ws as connect_ws
 from ._types import JSONMode as JSONMode
 from ._types import Message as Message
 from .protocol._deflate import DeflateOptions as DeflateOptions
+from .websocket import DisconnectSignal as DisconnectSignal
+from .websocket import ReconnectSignal as ReconnectSignal
+from .websocket import ResumeSignal as ResumeSignal
+from .websocket import Websocket as Websocket
+from .websocket import WebsocketAction as WebsocketAction
+from .websocket import WebsocketCause as WebsocketCause
+from .websocket import WebsocketCauseKind as WebsocketCauseKind
+from .websocket import WebsocketPacket as WebsocketPacket
+from .websocket import WebsocketPacketBytes as WebsocketPacketBytes
+from .websocket import WebsocketPacketJSON as WebsocketPacketJSON
+from .websocket import WebsocketPayloadError as WebsocketPayloadError
+from .websocket import WebsocketPolicy as WebsocketPolicy
+from .websocket import WebsocketSignal as WebsocketSignal
+from .websocket import WebsocketState as WebsocketState
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncWebSocketClient",
     "AsyncWebSocketSession",
+    "Backoff",
     "BatchSource",
     "BroadcastPolicy",
     "BroadcastStream",
     "DecodeErrorHandler",
     "DeflateOptions",
+    "DisconnectSignal",
     "HTTPXWSException",
     "JSONMode",
     "JSONSender",
@@ -62,18 +86,37 @@ __all__ = [
     "Message",
     "MessageStream",
     "OnDecodeError",
+    "OutboxFullError",
+    "OutboxOverflow",
     "PongEvent",
     "ReceiveTimeout",
+    "ReconnectSignal",
+    "ReconnectingWebSocket",
+    "ResumeSignal",
     "SessionStatistics",
+    "StateChange",
+    "StateChanges",
     "SupportsDecode",
     "SyncMessageStream",
     "WebSocketClient",
     "WebSocketDecodeError",
     "WebSocketDisconnect",
     "WebSocketInvalidTypeReceived",
+    "WebSocketKeepaliveTimeout",
     "WebSocketNetworkError",
     "WebSocketSession",
     "WebSocketUpgradeError",
+    "Websocket",
+    "WebsocketAction",
+    "WebsocketCause",
+    "WebsocketCauseKind",
+    "WebsocketPacket",
+    "WebsocketPacketBytes",
+    "WebsocketPacketJSON",
+    "WebsocketPayloadError",
+    "WebsocketPolicy",
+    "WebsocketSignal",
+    "WebsocketState",
     "aconnect_ws",
     "broadcast",
     "bytes_stream",
@@ -82,5 +125,6 @@ __all__ = [
     "json_stream",
     "merge",
     "message_stream",
+    "reconnecting_ws",
     "text_stream",
 ]

@@ -8,8 +8,15 @@ so code written for it keeps working::
     ├── WebSocketDisconnect          the connection was closed (code, reason)
     ├── WebSocketInvalidTypeReceived a message was not of the expected kind
     ├── WebSocketNetworkError        the network failed or the peer went silent
+    │   └── WebSocketKeepaliveTimeout    the peer did not answer a keepalive ping
     ├── WebSocketUpgradeError        the opening handshake was refused or invalid
-    └── WebSocketDecodeError         a message could not be decoded or validated
+    ├── WebSocketDecodeError         a message could not be decoded or validated
+    │   └── WebsocketPayloadError        (streams.websocket) not bytes nor a JSON object
+    ├── WebsocketSignal              (streams.websocket) what a resilient connection should do
+    │   ├── ReconnectSignal              try again
+    │   ├── ResumeSignal                 try to resume the session
+    │   └── DisconnectSignal             stop
+    └── OutboxFullError              (streams) a reconnecting feed's outbox is full
 
 A receive that times out raises the built-in :class:`TimeoutError` (in the
 sync API, :class:`~streams.ReceiveTimeout`, which is both a
@@ -28,6 +35,7 @@ __all__ = [
     "WebSocketDecodeError",
     "WebSocketDisconnect",
     "WebSocketInvalidTypeReceived",
+    "WebSocketKeepaliveTimeout",
     "WebSocketNetworkError",
     "WebSocketUpgradeError",
 ]
@@ -86,6 +94,13 @@ class WebSocketInvalidTypeReceived(HTTPXWSException):
 
 class WebSocketNetworkError(HTTPXWSException):
     """The network failed: the stream broke, or the peer stopped answering keepalive pings."""
+
+
+class WebSocketKeepaliveTimeout(WebSocketNetworkError):
+    """The peer answered no keepalive ping in time, and sent nothing else: it is gone.
+
+    The session sent Close 1011 ("keepalive ping timeout") and dropped the connection.
+    """
 
 
 class WebSocketDecodeError(HTTPXWSException, ValueError):

@@ -35,6 +35,7 @@ from ._exceptions import (
     WebSocketDecodeError,
     WebSocketDisconnect,
     WebSocketInvalidTypeReceived,
+    WebSocketKeepaliveTimeout,
     WebSocketNetworkError,
 )
 from ._stream import (
@@ -344,6 +345,13 @@ class AsyncWebSocketSession:
         if self._protocol.state is CloseState.CLOSED:
             return self._protocol.close_reason
         return None
+
+    async def wait_closed(self) -> None:
+        """Wait until the connection is closed (by either side, or lost).
+
+        Cancelling is safe.
+        """
+        await self._closed.wait()
 
     @property
     def closed(self) -> bool:
@@ -996,7 +1004,7 @@ class AsyncWebSocketSession:
             if self._reads != reads or self._pauses != pauses or self._paused:
                 continue
             logger.debug("keepalive ping timeout: the peer is not answering")
-            self._set_error(WebSocketNetworkError("keepalive ping timeout"))
+            self._set_error(WebSocketKeepaliveTimeout("keepalive ping timeout"))
             protocol = self._protocol
             data = protocol.send_close(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
             if data and not self._flusher_done:
