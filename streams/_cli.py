@@ -13,10 +13,13 @@ import re
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import httpx
 import msgspec
 
@@ -286,24 +289,36 @@ class Printer:
 
 
 async def _send_stdin(ws: AsyncWebSocketSession, args: argparse.Namespace) -> None:
-    while True:
-        # A thread blocked in readline() cannot be interrupted: abandon it on
-        # cancellation (Ctrl-C, --count reached) instead of waiting for a line.
-        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-        if not line:
+    lines, receive = anyio.create_memory_object_stream[str](16)
+    token = anyio.lowlevel.current_token()
+
+    def pump() -> None:
+        # A daemon thread: blocked in readline(), it never keeps the process alive.
+        try:
+            for line in sys.stdin:
+                anyio.from_thread.run(lines.send, line, token=token)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, RuntimeError):
             return
-        line = line.rstrip("\r\n")
-        if args.binary:
-            await ws.send_bytes(line.encode())
-        elif args.json:
-            try:
-                _decoder.decode(line)
-            except msgspec.DecodeError as exc:
-                sys.stderr.write(f"streams: not sent, invalid JSON: {exc}\n")
-                continue
-            await ws.send_text(line)
-        else:
-            await ws.send_text(line)
+        try:
+            anyio.from_thread.run_sync(lines.close, token=token)
+        except RuntimeError:
+            pass
+
+    threading.Thread(target=pump, name="streams stdin", daemon=True).start()
+    async with receive:
+        async for line in receive:
+            line = line.rstrip("\r\n")
+            if args.binary:
+                await ws.send_bytes(line.encode())
+            elif args.json:
+                try:
+                    _decoder.decode(line)
+                except msgspec.DecodeError as exc:
+                    sys.stderr.write(f"streams: not sent, invalid JSON: {exc}\n")
+                    continue
+                await ws.send_text(line)
+            else:
+                await ws.send_text(line)
 
 
 async def _connect(args: argparse.Namespace, out: TextIO) -> int:
@@ -349,8 +364,9 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
                 async def send_then_maybe_close() -> None:
                     await _send_stdin(ws, args)
                     if args.count is None and args.timeout is None:
-                        # stdin is done and nothing else is awaited: close.
-                        tg.cancel_scope.cancel()
+                        # stdin is done and nothing else is awaited: close, and
+                        # print what arrives until the server's Close frame.
+                        await ws.close(1000)
 
                 if sys.platform != "win32":
                     tg.start_soon(stop_on_sigint)
@@ -369,6 +385,12 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def _describe(exc: BaseException, url: str) -> str:
     """One line for an error, without a traceback."""
     if isinstance(exc, WebSocketUpgradeError):
@@ -379,6 +401,11 @@ def _describe(exc: BaseException, url: str) -> str:
         return f"invalid handshake from {url}: {exc}"
     if isinstance(exc, httpx.ConnectError):
         text = str(exc)
+        causes = list(_causes(exc))
+        if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes):
+            return f"TLS failure connecting to {url}: {text} (use --insecure to skip verification)"
+        if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
+            return f"connection refused: {url}"
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
             return f"TLS failure connecting to {url}: {text} (use --insecure to skip verification)"
         if "refused" in text.lower():
@@ -415,5 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
         sys.stderr.write(f"streams: {_describe(exc, getattr(args, 'url', ''))}\n")
         return 1

@@ -157,8 +157,18 @@ async def run_demo(
     if live is None:
         live = out.isatty()
     view = _View()
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_feed, seconds)
+    # The feed runs in a child process, so that server and client each get a core.
+    command = [sys.executable, "-m", "streams._demo", "--serve", str(seconds)]
+    async with await anyio.open_process(command, stderr=None) as server:
+        assert server.stdout is not None
+        line = b""
+        async for chunk in server.stdout:
+            line += chunk
+            if b"\n" in line:
+                break
+        if not line.startswith(b"PORT "):
+            raise RuntimeError(f"the demo feed did not start: {line!r}")
+        port = int(line.split()[1])
         async with aconnect_ws(f"ws://127.0.0.1:{port}/feed", compression=None) as ws:
 
             def keep(tick: Tick) -> bool:
@@ -181,7 +191,7 @@ async def run_demo(
                     view.rates.append((view.messages - last_count) / (now - last_draw))
                     last_count, last_draw = view.messages, now
                     drawn = _draw(out, view, live, drawn)
-        tg.cancel_scope.cancel()
+        server.terminate()
     _draw(out, view, live, drawn)
     elapsed = time.monotonic() - view.started
     out.write(
@@ -203,3 +213,14 @@ def _draw(out: TextIO, view: _View, live: bool, drawn: int) -> int:
         out.write(lines[2].strip() + "\n")
     out.flush()
     return len(lines)
+
+
+async def _serve_main(seconds: float) -> None:
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(serve_feed, seconds)
+        print(f"PORT {port}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        anyio.run(_serve_main, float(sys.argv[2]))

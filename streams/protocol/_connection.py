@@ -12,16 +12,19 @@ The contract is that of a sans-I/O protocol::
     protocol.pongs_received()                # payloads of the pongs that arrived
 
 Speed: wsproto parses about 200,000 frames per second. Most frames a client
-receives are complete, unfragmented, unmasked text or binary frames with no
-reserved bit, and the frame walk in :meth:`ClientProtocol.receive_data` turns
-those into ``str`` or ``bytes`` itself, several times faster. Every other frame
-(control frames, fragments, compressed or malformed frames) goes to wsproto,
-byte for byte, so behaviour is wsproto's: the fast path only takes frames for
-which wsproto would produce exactly one finished message and nothing else.
+receives are well-formed, unmasked text or binary frames with no reserved bit,
+and the frame walk in :meth:`ClientProtocol.receive_data` turns those into
+``str`` or ``bytes`` itself, several times faster: whole messages in one frame,
+and uncompressed messages in fragments, which it gathers in a list joined once
+at the end (text is checked as UTF-8 as its bytes arrive, as wsproto does).
+Every other frame (control frames, compressed messages, malformed or misplaced
+frames) goes to wsproto, byte for byte, so behaviour is wsproto's: the walk only
+takes frames wsproto would accept, and makes of them the messages wsproto would.
 """
 
 from __future__ import annotations
 
+import codecs
 import enum
 import os
 from collections.abc import Sequence
@@ -41,6 +44,16 @@ from wsproto.frame_protocol import CloseReason
 __all__ = ["ClientProtocol", "CloseState", "mask"]
 
 _NO_LIMIT = 1 << 63
+
+# The message in progress (ClientProtocol._message): none, a text or binary
+# message the frame walk assembles (the values are the opcodes), or a message
+# wsproto assembles.
+_NO_MESSAGE = 0
+_TEXT = 1
+_BINARY = 2
+_WSPROTO = -1
+
+_UTF8Decoder = codecs.getincrementaldecoder("utf-8")
 
 # Close codes a peer may not put on the wire (RFC 6455, section 7.4.1).
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
@@ -126,16 +139,20 @@ class ClientProtocol:
         self._head = b""
         # Bytes of the current frame still to go to wsproto.
         self._slow_left = 0
-        # A fast-path binary frame arriving over several reads.
-        self._bin_parts: list[bytes] = []
-        self._bin_left = 0
-        # Whether wsproto is inside a fragmented message.
-        self._in_fragment = False
-        # Size so far (as sent on the wire) of the message wsproto is assembling,
-        # and whether that message is compressed (its size is then checked by
-        # the extension, after inflating).
+        # The message in progress: _NO_MESSAGE, _TEXT or _BINARY (assembled by
+        # the frame walk), or _WSPROTO (a fragmented message wsproto assembles).
+        self._message = _NO_MESSAGE
+        # Size so far of the message the frame walk assembles. (The size of a
+        # compressed message is limited by the extension, after inflating.)
         self._message_size = 0
-        self._message_compressed = False
+        # The message the frame walk assembles: its parts (decoded as they
+        # arrive for text), the payload bytes of its current frame still to
+        # come in later reads, and whether that frame ends the message.
+        self._bin_parts: list[bytes] = []
+        self._text_parts: list[str] = []
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._frame_left = 0
+        self._frame_final = False
         # Parts of the message wsproto is assembling.
         self._parts: list[str | bytes] = []
         # Whole messages are framed here unless an extension transforms them
@@ -159,7 +176,7 @@ class ClientProtocol:
             protocol error are returned; nothing after it is.
         """
         out: list[str | bytes] = []
-        if self.failed or self.close_received:
+        if self.failed or self.close_received or not data:
             return out
         if self._slow_left:
             if len(data) <= self._slow_left:
@@ -171,16 +188,16 @@ class ClientProtocol:
             self._to_wsproto(chunk, out)
             if self.failed or self.close_received:
                 return out
-        elif self._bin_left:
-            if len(data) < self._bin_left:
-                self._bin_left -= len(data)
-                self._bin_parts.append(data)
+        elif self._frame_left:
+            left = self._frame_left
+            if len(data) < left:
+                self._frame_left = left - len(data)
+                self._payload(data, False, out)
                 return out
-            self._bin_parts.append(data[: self._bin_left])
-            data = data[self._bin_left :]
-            self._bin_left = 0
-            out.append(b"".join(self._bin_parts))
-            self._bin_parts = []
+            self._frame_left = 0
+            if not self._payload(data[:left], self._frame_final, out):
+                return out
+            data = data[left:]
         if self._head:
             data = self._head + data
             self._head = b""
@@ -191,6 +208,7 @@ class ClientProtocol:
         """Split ``data`` into frames, from a frame boundary."""
         append = out.append
         limit = self.max_message_size
+        message = self._message
         n = len(data)
         pos = 0
         while pos < n:
@@ -221,31 +239,64 @@ class ClientProtocol:
                 # Masked: wsproto refuses it, but the frame still has a key.
                 start += 4
             end = start + length
-            if (b0 == 0x81 or b0 == 0x82) and b1 < 0x80 and minimal and not self._in_fragment:
-                # A whole message in one unmasked frame: the fast path.
+            if (b0 == 0x81 or b0 == 0x82) and b1 < 0x80 and minimal and not message and end <= n:
+                # A whole message in one unmasked frame, all in this read.
                 if length > limit:
                     self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
                     return
-                if end <= n:
-                    if b0 == 0x81:
-                        try:
-                            append(data[start:end].decode())
-                        except UnicodeDecodeError:
-                            self._fail(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8")
-                            return
-                    else:
-                        append(data[start:end])
-                    pos = end
-                    continue
-                if b0 == 0x82:
-                    # A binary frame longer than this read: gather its parts.
-                    self._bin_parts = [data[start:]]
-                    self._bin_left = end - n
+                if b0 == 0x81:
+                    try:
+                        append(data[start:end].decode())
+                    except UnicodeDecodeError:
+                        self._fail(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8")
+                        return
+                else:
+                    append(data[start:end])
+                pos = end
+                continue
+            op = b0 & 0x7F  # the opcode and the reserved bits
+            if (
+                b1 < 0x80
+                and minimal
+                and ((op == 0 and message > 0) or ((op == 1 or op == 2) and not message))
+            ):
+                # An uncompressed message assembled here: its first frame (which
+                # may also be its last) or a continuation frame.
+                if op:
+                    message = self._message = op
+                    if op == _TEXT:
+                        self._decoder = _UTF8Decoder()
+                    size = length
+                else:
+                    size = self._message_size + length
+                self._message_size = size
+                if size > limit:
+                    self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
                     return
-                # A text frame longer than this read goes to wsproto, which
-                # checks UTF-8 as the bytes arrive.
-            if not self._slow_frame(b0, b1, length, minimal):
-                return
+                final = b0 > 0x7F
+                if end > n:
+                    # The frame goes on in the next reads.
+                    self._frame_left = end - n
+                    self._frame_final = final
+                    self._payload(data[start:], False, out)
+                    return
+                if message == _BINARY:
+                    self._bin_parts.append(data[start:end])
+                    if final:
+                        append(b"".join(self._bin_parts))
+                        self._bin_parts = []
+                        message = self._message = _NO_MESSAGE
+                elif not self._payload(data[start:end], final, out):
+                    return
+                elif final:
+                    message = _NO_MESSAGE
+                pos = end
+                continue
+            if message > 0 and op & 0x0F < 3:
+                # Any other data frame inside the message assembled here.
+                self._hand_over()
+            self._follow(b0, b1, minimal)
+            message = self._message
             if end > n:
                 self._slow_left = end - n
                 self._to_wsproto(data[pos:], out)
@@ -254,6 +305,59 @@ class ClientProtocol:
             if self.failed or self.close_received:
                 return
             pos = end
+
+    def _payload(self, chunk: bytes, last: bool, out: list[str | bytes]) -> bool:
+        """Add payload bytes to the message assembled here; return False if they failed it.
+
+        Args:
+            chunk: the bytes, part or all of a frame's payload.
+            last: whether they end the message, which is then added to ``out``.
+        """
+        decoder = self._decoder
+        if decoder is None:
+            self._bin_parts.append(chunk)
+            if last:
+                out.append(b"".join(self._bin_parts))
+                self._bin_parts = []
+                self._message = _NO_MESSAGE
+            return True
+        try:
+            # Fails as soon as the bytes that make the text invalid arrive; a
+            # code point cut at the end waits for the rest, unless ``last``.
+            self._text_parts.append(decoder.decode(chunk, last))
+        except UnicodeDecodeError:
+            self._fail(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8")
+            return False
+        if last:
+            out.append("".join(self._text_parts))
+            self._text_parts = []
+            self._decoder = None
+            self._message = _NO_MESSAGE
+        return True
+
+    def _hand_over(self) -> None:
+        """Hand the message assembled here over to wsproto, for a frame it must judge.
+
+        A data frame the walk does not take arrived inside the message: a new
+        message, or a malformed continuation. wsproto fails the connection
+        (1002) for either, but only knowing that a message is in progress. An
+        empty first fragment of the same type tells it so (and tells an
+        extension that the message is not compressed); the event it makes of
+        that fragment is dropped.
+        """
+        conn = self._conn
+        conn.receive_data(bytes((self._message, 0)))
+        for _ in conn.events():
+            pass
+        self._drop_message()
+        self._message = _WSPROTO
+
+    def _drop_message(self) -> None:
+        """Forget the message assembled here, if any."""
+        self._bin_parts = []
+        self._text_parts = []
+        self._decoder = None
+        self._frame_left = 0
 
     def _short_header(self, head: bytes, out: list[str | bytes]) -> None:
         """Keep a frame header cut short at the end of a read, for the next read."""
@@ -264,37 +368,30 @@ class ClientProtocol:
         else:
             self._head = head
 
-    def _slow_frame(self, b0: int, b1: int, length: int, minimal: bool) -> bool:
-        """Book-keep a frame that goes to wsproto; return False if it failed the connection."""
+    def _follow(self, b0: int, b1: int, minimal: bool) -> None:
+        """Follow wsproto's message state through the header of a frame that goes to it.
+
+        The only well-formed data frames the walk leaves to wsproto are those of
+        compressed messages, whose size the extension limits after inflating.
+        """
         opcode = b0 & 0x0F
         if opcode > 2 or not minimal or b1 & 0x80:
             # Control frames are checked by wsproto, and so are malformed headers
             # and masked frames.
-            return True
+            return
         rsv = b0 & 0x70
         if rsv and not (self._compressed and rsv == 0x40 and opcode != 0):
             # A reserved bit no extension agreed to: wsproto fails (1002).
-            return True
-        fin = b0 & 0x80
+            return
         if opcode != 0:
-            if self._in_fragment:
-                # A new message inside another: wsproto fails (1002).
-                return True
-            # First frame of a message.
-            self._message_size = 0
-            self._message_compressed = bool(rsv)
-            self._in_fragment = not fin
-        elif not self._in_fragment:
-            # Nothing to continue: wsproto fails (1002).
-            return True
-        elif fin:
-            self._in_fragment = False
-        if not self._message_compressed:
-            self._message_size += length
-            if self._message_size > self.max_message_size:
-                self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
-                return False
-        return True
+            if not self._message:
+                # The first frame of a compressed message. (Inside another
+                # message, wsproto fails: 1002.)
+                self._message = _NO_MESSAGE if b0 & 0x80 else _WSPROTO
+        elif self._message and b0 & 0x80:
+            # The last frame of a compressed message. (With no message to
+            # continue, wsproto fails: 1002.)
+            self._message = _NO_MESSAGE
 
     def _to_wsproto(self, data: bytes, out: list[str | bytes]) -> None:
         conn = self._conn
@@ -334,6 +431,8 @@ class ClientProtocol:
 
     def _on_close(self, event: CloseConnection) -> None:
         self.close_received = True
+        self._parts = []
+        self._drop_message()
         self.close_code = int(event.code)
         self.close_reason = event.reason or ""
         if self._conn.state is ConnectionState.REMOTE_CLOSING:
@@ -349,7 +448,7 @@ class ClientProtocol:
         """Fail the connection: send a Close frame with ``code`` and stop reading."""
         self.failed = True
         self._parts = []
-        self._bin_parts = []
+        self._drop_message()
         if self._conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             self._out.append(self._conn.send(CloseConnection(code, reason)))
         if self.close_code is None:
