@@ -182,6 +182,10 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
                 keepalive_ping_interval_seconds=self.keepalive_ping_interval_seconds,
                 keepalive_ping_timeout_seconds=self.keepalive_ping_timeout_seconds,
                 response=response,
+            )
+            # Given apart from the constructor, whose keywords are httpx-ws's,
+            # so that a subclass overriding __init__ with them works.
+            session._configure(
                 close_timeout=self.close_timeout,
                 extensions=handshake.extensions,
                 subprotocol=handshake.subprotocol,

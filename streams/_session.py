@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import msgspec
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
+from wsproto.events import Message as WsprotoMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
@@ -79,6 +81,9 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
 _READ_SIZE = 262_144
 _HIGH_WATER = 65_536
+# How long a connection the peer broke stays open for the consumer to take the
+# messages that came before the error (and answer them) before the Close frame.
+_FAILURE_GRACE = 1.0
 # Close codes an endpoint may send (RFC 6455 section 7.4 and the IANA
 # registry), besides 3000-4999.
 _SENDABLE_CLOSE_CODES = frozenset(
@@ -225,7 +230,7 @@ class AsyncWebSocketSession:
             subprotocol = response.headers.get("sec-websocket-protocol")
         self.subprotocol = subprotocol
         self._protocol = ClientProtocol(
-            max_message_size=max_message_size_bytes, extensions=extensions
+            max_message_size=max_message_size_bytes, extensions=extensions, defer_failure=True
         )
         self._queue_size = queue_size
         self._keepalive_interval = keepalive_ping_interval_seconds
@@ -269,6 +274,23 @@ class AsyncWebSocketSession:
         self._closing_locally = False
         # Messages handed back by a typed stream that read ahead of its need.
         self._unread: list[Message] = []
+
+    def _configure(
+        self,
+        *,
+        close_timeout: float | None,
+        extensions: Sequence[Extension],
+        subprotocol: str | None,
+    ) -> None:
+        """Set what the handshake agreed, before the session is entered."""
+        self._close_timeout = close_timeout
+        self.subprotocol = subprotocol
+        if extensions:
+            self._protocol = ClientProtocol(
+                max_message_size=self._protocol.max_message_size,
+                extensions=extensions,
+                defer_failure=True,
+            )
 
     # ------------------------------------------------------------- life cycle
 
@@ -409,6 +431,13 @@ class AsyncWebSocketSession:
                     self._messages_in += len(messages)
                     if delivering:
                         delivering = await self._deliver(messages, send_nowait)
+                if protocol.failure_pending:
+                    # The peer broke the protocol after sending these messages:
+                    # let the consumer take (and answer) them, then fail.
+                    if messages and delivering:
+                        await self._await_consumer()
+                    protocol.release_failure()
+                    self._queue(protocol.data_to_send())
                 if protocol.state is CloseState.CLOSED:
                     break
         finally:
@@ -461,9 +490,28 @@ class AsyncWebSocketSession:
         logger.debug("receive stream closed by the consumer; discarding messages")
         return False
 
+    async def _await_consumer(self) -> None:
+        """Wait (briefly) until the consumer has taken the messages waiting in the channel."""
+        # A consumer woken by the last messages runs before this task's next step.
+        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
+        used = self.receive_stream.statistics
+        delay = 0.0005
+        with anyio.move_on_after(_FAILURE_GRACE):
+            while used().current_buffer_used:
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.01)
+            await anyio.lowlevel.checkpoint()
+
     async def _finish(self) -> None:
         """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
         protocol = self._protocol
+        if protocol.state is CloseState.OPEN and not self._write_failed:
+            # The reader was stopped (cancelled) on an open connection: close it properly.
+            self._closing_locally = True
+            data = protocol.send_close(CloseReason.NORMAL_CLOSURE)
+            if data:
+                self._queue(data)
         # Frames still queued (a Close frame among them) go out first.
         await self._flush_last()
         if protocol.close_received and not protocol.failed:
@@ -751,6 +799,13 @@ class AsyncWebSocketSession:
             self._write_failed = True
             if self._protocol.state is not CloseState.CLOSED:
                 self._set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
+                # Nothing more can be sent: drop the connection, which ends the reader.
+                self._protocol.receive_eof()
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self.stream.aclose()
+                    except Exception:
+                        pass
         finally:
             # Cancelled, frames still queued stay queued: _finish() writes them.
             self._flusher_done = True
@@ -783,17 +838,21 @@ class AsyncWebSocketSession:
         """Send a wsproto event: a message (or a fragment of one), a ping, a pong, a Close.
 
         Most of the time, :meth:`send_text`, :meth:`send_bytes`,
-        :meth:`send_json` and :meth:`ping` are simpler.
+        :meth:`send_json` and :meth:`ping` are simpler. Unlike them, this
+        returns once the frame is written to the network.
 
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
+
+        Cancelling is safe, but a frame queued before the cancellation is still sent.
         """
         if isinstance(event, CloseConnection):
             await self.close(event.code, event.reason)
             return
         if isinstance(event, Ping):
             await self.ping(bytes(event.payload))
+            await self.flush()
             return
         self._check_can_send()
         try:
@@ -801,10 +860,11 @@ class AsyncWebSocketSession:
         except LocalProtocolError as exc:
             raise self._end_error() from exc
         self._queue(frame)
-        if isinstance(event, (TextMessage, BytesMessage)) and event.message_finished:
+        if isinstance(event, WsprotoMessage) and event.message_finished:
             self._messages_out += 1
-        if self._out_size > _HIGH_WATER:
-            await self._drain()
+        # Unlike send_text() and send_bytes(), this waits until the frame is
+        # written, so that a failing network raises here.
+        await self.flush()
 
     async def send_text(self, data: str) -> None:
         """Send a text message.

@@ -99,6 +99,11 @@ _INTERNAL_ERROR = 1011
 _TEXT_PLAIN = (b"content-type", b"text/plain; charset=utf-8")
 
 
+def _is_disconnect_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a framework's "the client left" exception (Starlette, FastAPI)."""
+    return type(exc).__name__ in {"WebSocketDisconnect", "ClientDisconnected"}
+
+
 class ASGIWebSocketTransportError(RuntimeError):
     """The app or the test used the transport in a way it cannot serve.
 
@@ -300,6 +305,9 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
         self._handshake_done.set()
 
     # ------------------------------------------------------------- the app side
+    # An endpoint written ``while True: await ws.receive_text()`` ends with its
+    # framework's disconnect exception once it was told the client left: that
+    # is how such apps end, not a failure (servers log nothing for it either).
 
     async def _run_app(self) -> None:
         try:
@@ -310,7 +318,8 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
                 except _ClientDisconnected:
                     pass  # the client went away while the app was sending: not an app error
                 except Exception as exc:
-                    failure = exc
+                    if not (self._disconnected and _is_disconnect_error(exc)):
+                        failure = exc
                 self._app_returned(failure)
         finally:
             self._app_inbox.close()

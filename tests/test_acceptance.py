@@ -294,11 +294,6 @@ async def test_send_fragments_as_message_events() -> None:
         assert await ws.receive_text(timeout=5) == "Hello"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a plain wsproto Message fragment does not switch off the fast send path, so the "
-    "next send_bytes() writes a new data frame inside the unfinished message (1002)",
-)
 async def test_plain_message_fragment_then_send_bytes_continues_the_message() -> None:
     async with asgi_client() as client, aconnect_ws("/echo", client) as ws:
         await ws.send(wsproto.events.Message(b"He", message_finished=False))
@@ -306,11 +301,6 @@ async def test_plain_message_fragment_then_send_bytes_continues_the_message() ->
         assert await ws.receive_bytes(timeout=5) == b"Hello"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="statistics().messages_sent counts TextMessage/BytesMessage events only, "
-    "not the plain wsproto Message of the reference's example",
-)
 async def test_messages_sent_counts_plain_message_events() -> None:
     async with asgi_client() as client, aconnect_ws("/echo", client) as ws:
         await ws.send(wsproto.events.Message(b"Hello!"))
@@ -674,13 +664,6 @@ class LegacySession(AsyncWebSocketSession):
         self.tag = "legacy"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="the session class is also given close_timeout, extensions and subprotocol, so a "
-    "subclass overriding __init__ with the reference's keywords gets a TypeError "
-    "(docs/migration.md asks such subclasses to take **kwargs)",
-)
 async def test_session_class_overriding_init_with_the_reference_keywords(
     echo_url: str, client: httpx.AsyncClient
 ) -> None:
@@ -757,12 +740,6 @@ async def test_upgrade_refused_through_a_mock_transport() -> None:
     assert info.value.response.status_code == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the transport re-raises, at the client's exit, the starlette WebSocketDisconnect "
-    "that the app's receive_text() raises once the client has left (httpx-ws ignores it), so "
-    "the usual endpoint without try/except fails every test that closes the client",
-)
 async def test_fastapi_endpoint_without_disconnect_handling() -> None:
     app = FastAPI()
 
@@ -830,12 +807,6 @@ async def test_transport_answers_http_and_upgrade_requests(url: str) -> None:
         assert isinstance(response.extensions["network_stream"], ASGIWebSocketAsyncNetworkStream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="leaving the transport closes the open connection (1006); the app's receive_text() "
-    "raises starlette's WebSocketDisconnect(1006), which the transport re-raises at its exit "
-    "where httpx-ws exits quietly",
-)
 async def test_transport_exit_with_an_open_upgrade_and_a_plain_endpoint() -> None:
     app = Starlette(routes=[WebSocketRoute("/ws", _receive_once)])
     async with ASGIWebSocketTransport(app=app) as transport:
@@ -934,12 +905,6 @@ async def test_session_on_a_silent_stream_times_out_keepalive() -> None:
             await ws.receive()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="send() only queues the frame: a write failure is raised by a later send, not by "
-    "this one nor by leaving the block, and leaving then waits close_timeout for a reader "
-    "that never ends (the connection is not dropped when a write fails)",
-)
 async def test_send_on_a_stream_whose_writes_fail_raises_network_error() -> None:
     stream = _SilentStream(write_fails=True)
     start = time.monotonic()
@@ -1114,20 +1079,6 @@ async def test_receiver_task_is_released_by_close(echo_url: str, client: httpx.A
     assert [type(x) for x in outcome] == [StopAsyncIteration]
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        "asyncio",
-        pytest.param(
-            "trio",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="on trio the enclosing cancellation reaches the session's reader first; "
-                "its _finish() closes TCP before __aexit__ queues the Close frame",
-            ),
-        ),
-    ],
-)
 async def test_cancelling_the_whole_block_still_sends_close_1000(
     client: httpx.AsyncClient,
 ) -> None:

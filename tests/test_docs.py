@@ -104,23 +104,11 @@ def python_blocks(path: Path) -> list[Block]:
 
 ALL_BLOCKS = [block for page in sorted(DOCS.glob("*.md")) for block in python_blocks(page)]
 
-_FRAGMENT = "a fragment, not a complete program: make it one, or add a no-run comment"
 
 # Examples that fail as they stand, by page and the start of the SHA-256 of their source. Any
 # change to a block makes it run normally again (its entry is then dead and should go).
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    # Expected to fail, strictly.
-    ("conformance.md", "0b26f7ec9517"): _FRAGMENT,
-    ("operators.md", "8d4f88618ed5"): _FRAGMENT,
-    ("resilient.md", "2897979456f7"): _FRAGMENT,
-    ("resilient.md", "d906b56af7cd"): _FRAGMENT,
-}
-KNOWN_RUNAWAYS: dict[tuple[str, str], str] = {
-    # Programs that run until interrupted: not run (each would take BLOCK_TIMEOUT).
-    ("resilient.md", "f68fb1501313"): "retries wss://feed.example/ws for ever",
-    ("resilient.md", "ba6fbbc7e2a2"): "a server on port 8765, for ever",
-    ("resilient.md", "7152b1156eea"): "a consumer of ws://127.0.0.1:8765, for ever",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+KNOWN_RUNAWAYS: dict[tuple[str, str], str] = {}
 
 
 def _fingerprint(block: Block) -> str:

@@ -757,21 +757,39 @@ async def test_app_exceptions_are_not_raised_when_disabled() -> None:
         assert refused.value.response.status_code == 500
 
 
-async def test_uncaught_disconnect_in_the_app_is_an_app_exception() -> None:
-    # As with uvicorn ("Exception in ASGI application") and Starlette's TestClient.
+async def test_disconnect_left_uncaught_by_the_app_after_the_client_left_is_quiet() -> None:
+    # The usual endpoint, ``while True: await ws.receive_text()``, ends with
+    # Starlette's WebSocketDisconnect once told the client left: not a failure.
+    ended = anyio.Event()
+
     async def endpoint(websocket: WebSocket) -> None:
         await websocket.accept()
-        while True:
-            await websocket.receive_text()
+        try:
+            while True:
+                await websocket.receive_text()
+        finally:
+            ended.set()
+
+    app = Starlette(routes=[WebSocketRoute("/", endpoint)])
+    async with client_for(app) as client, streams.aconnect_ws("/", client) as ws:
+        await ws.send_text("hello")
+    assert ended.is_set()
+
+
+async def test_disconnect_raised_before_the_client_left_is_an_app_exception() -> None:
+    # Raised while the client is still connected, it is the app's own error.
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise WebSocketDisconnect(1011)
 
     async def scenario() -> None:
         app = Starlette(routes=[WebSocketRoute("/", endpoint)])
-        async with client_for(app) as client, streams.aconnect_ws("/", client):
-            pass
+        async with client_for(app) as client, streams.aconnect_ws("/", client) as ws:
+            with pytest.raises(streams.WebSocketDisconnect):
+                await ws.receive_text()
 
-    with pytest.raises(WebSocketDisconnect) as info:
+    with pytest.raises(WebSocketDisconnect):
         await scenario()
-    assert info.value.code == 1000
 
 
 async def test_invalid_asgi_message_raises_in_the_app() -> None:

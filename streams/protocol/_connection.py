@@ -34,6 +34,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Event,
+    Message,
     Ping,
     Pong,
     TextMessage,
@@ -106,6 +107,10 @@ class ClientProtocol:
             1009. ``None`` means no limit.
         extensions: the wsproto extensions agreed during the handshake, for
             example a permessage-deflate extension.
+        defer_failure: when the peer breaks the protocol, hold the Close frame
+            until :meth:`release_failure` (or :meth:`send_close`) instead of
+            putting it in :meth:`data_to_send` at once, so that the messages
+            that arrived before the error can still be answered.
 
     Attributes:
         close_code: why the connection closed, once it has: the code of the
@@ -124,8 +129,11 @@ class ClientProtocol:
         *,
         max_message_size: int | None = 65536,
         extensions: Sequence[Extension] = (),
+        defer_failure: bool = False,
     ) -> None:
         self._conn = Connection(ConnectionType.CLIENT, list(extensions))
+        self._defer_failure = defer_failure
+        self._pending_failure: tuple[int, str] | None = None
         self._compressed = any(ext.enabled() for ext in extensions)
         self.max_message_size = _NO_LIMIT if max_message_size is None else max_message_size
         self.state = CloseState.OPEN
@@ -450,11 +458,27 @@ class ClientProtocol:
         self._parts = []
         self._drop_message()
         if self._conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-            self._out.append(self._conn.send(CloseConnection(code, reason)))
+            if self._defer_failure and self._conn.state is ConnectionState.OPEN:
+                self._pending_failure = (code, reason)
+            else:
+                self._out.append(self._conn.send(CloseConnection(code, reason)))
         if self.close_code is None:
             self.close_code = int(code)
             self.close_reason = reason
         self.state = CloseState.CLOSED
+
+    @property
+    def failure_pending(self) -> bool:
+        """Whether a failure's Close frame waits for :meth:`release_failure`."""
+        return self._pending_failure is not None
+
+    def release_failure(self) -> None:
+        """Queue the Close frame of a deferred failure (see ``defer_failure``)."""
+        if self._pending_failure is not None:
+            code, reason = self._pending_failure
+            self._pending_failure = None
+            if self._conn.state is ConnectionState.OPEN:
+                self._out.append(self._conn.send(CloseConnection(code, reason)))
 
     def receive_eof(self) -> None:
         """Tell the protocol that the peer closed the TCP connection."""
@@ -535,7 +559,7 @@ class ClientProtocol:
         if isinstance(event, CloseConnection):
             return self.send_close(event.code, event.reason)
         data = bytes(self._conn.send(event))
-        if isinstance(event, (TextMessage, BytesMessage)):
+        if isinstance(event, Message):
             # A fragmented message in progress must be finished through wsproto.
             self._fast_send = not self._compressed and event.message_finished
         return data
@@ -544,6 +568,10 @@ class ClientProtocol:
         """Return a Close frame and enter the closing state; ``b""`` if one was sent already."""
         if self._conn.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             return b""
+        if self._pending_failure is not None:
+            # The connection already failed: its Close frame carries the error's code.
+            self.release_failure()
+            return self.data_to_send()
         data = bytes(self._conn.send(CloseConnection(code, reason or None)))
         if self.state is CloseState.OPEN:
             self.state = CloseState.CLOSING
