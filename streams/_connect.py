@@ -44,7 +44,7 @@ DEFAULT_COMPRESSION = DeflateOptions()
 
 
 @functools.cache
-def _default_ssl() -> ssl.SSLContext:
+def default_ssl_context() -> ssl.SSLContext:
     """The SSL context of the default client, made once: loading CA certificates is slow."""
     return httpx.create_ssl_context()
 
@@ -309,7 +309,9 @@ async def _aconnect(
 ) -> AsyncIterator[AsyncWebSocketSession]:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(httpx.AsyncClient(verify=_default_ssl()))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(verify=default_ssl_context())
+            )
         ws_client: AsyncWebSocketClient[AsyncWebSocketSession] = AsyncWebSocketClient(
             client, **options
         )

@@ -10,7 +10,9 @@ Three background tasks run while a session is open:
 - the keepalive task pings the peer and fails the connection when it stays
   silent.
 
-Writes are serialised by one lock, so concurrent senders never interleave frames.
+Sends queue whole frames, in call order, for one flusher task that writes
+them: concurrent senders never interleave frames, and a burst of sends becomes
+one write.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ in that loop connect it to the calling threads:
   reading the network (backpressure as in the async API);
 - the sender writes, in order, the messages that ``send_text``/``send_bytes``
   put in the outbox; the calling thread does not wait for each write, and the
-  session's write lock keeps frames from several threads apart.
+  session's send queue keeps frames from several threads apart.
 
 Everything else (``ping``, ``close``, ``send(event)``) is a blocking call into
 the loop (``anyio.from_thread.run``). Keepalive pings, pong answers and the
@@ -28,6 +28,7 @@ from __future__ import annotations
 import builtins
 import collections
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -44,7 +45,12 @@ import msgspec
 from wsproto.events import BytesMessage, Event, TextMessage
 
 from ._codec import decode_json, encode_json, encode_json_text, json_decoder
-from ._connect import DEFAULT_COMPRESSION, AsyncWebSocketClient, http_url
+from ._connect import (
+    DEFAULT_COMPRESSION,
+    AsyncWebSocketClient,
+    default_ssl_context,
+    http_url,
+)
 from ._exceptions import (
     HTTPXWSException,
     WebSocketDecodeError,
@@ -957,7 +963,7 @@ def _client_factory(
         RuntimeError: ``client`` is closed.
     """
     if client is None:
-        return httpx.AsyncClient, http_url(url)
+        return functools.partial(httpx.AsyncClient, verify=default_ssl_context()), http_url(url)
     if isinstance(client, httpx.AsyncClient):
         raise TypeError(
             "connect_ws takes an httpx.Client; with an httpx.AsyncClient, use aconnect_ws"

@@ -207,7 +207,7 @@ class WebsocketCause:
             return cls(
                 WebsocketCauseKind.HTTP_STATUS,
                 status_code=response.status_code,
-                retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                retry_after=_retry_after_seconds(response.headers.get("retry-after")),
                 exception=exc,
             )
         if _is_keepalive_timeout(exc):
@@ -397,7 +397,7 @@ class WebsocketPolicy:
         return WebsocketAction.DISCONNECT
 
 
-def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+def _retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
     """Parse a ``Retry-After`` header: delay-seconds or an HTTP date.
 
     Returns:

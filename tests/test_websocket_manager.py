@@ -316,15 +316,15 @@ def test_unrelated_exceptions_are_not_connection_failures(exc: Exception) -> Non
     ],
 )
 def test_retry_after_seconds(value: str | None, expected: float | None) -> None:
-    assert websocket_module.retry_after_seconds(value) == expected
+    assert websocket_module._retry_after_seconds(value) == expected
 
 
 def test_retry_after_http_date() -> None:
     now = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     later = email.utils.format_datetime(now + datetime.timedelta(seconds=90), usegmt=True)
-    assert websocket_module.retry_after_seconds(later, now=now.timestamp()) == 90.0
+    assert websocket_module._retry_after_seconds(later, now=now.timestamp()) == 90.0
     earlier = email.utils.format_datetime(now - datetime.timedelta(seconds=90), usegmt=True)
-    assert websocket_module.retry_after_seconds(earlier, now=now.timestamp()) == 0.0
+    assert websocket_module._retry_after_seconds(earlier, now=now.timestamp()) == 0.0
 
 
 # --------------------------------------------------------------------------- receiving and sending
