@@ -569,7 +569,7 @@ def random_close(rng: random.Random) -> Frame:
     if roll < 0.3:
         return Frame(frame(CLOSE, b"\x03"))
     if roll < 0.5:
-        code = rng.choice((0, 999, 1004, 1005, 1006, 1014, 1015, 1016, 2999, 5000, 0xFFFF))
+        code = rng.choice((0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 0xFFFF))
         return Frame(close_frame(code))
     if roll < 0.6:
         return Frame(close_frame(1000, b"bad \xff utf-8"))
@@ -1172,12 +1172,21 @@ class TestClose:
         assert client_frames(proto.data_to_send()) == [(CLOSE, b"")]
 
     @pytest.mark.parametrize(
-        "code", [0, 999, 1004, 1005, 1006, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 0xFFFF]
+        "code", [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 0xFFFF]
     )
     def test_client_rejects_invalid_close_code(self, code: int) -> None:
         proto = ClientProtocol()
         assert proto.receive_data(close_frame(code, b"reason")) == []
         assert_failed(proto, 1002)
+
+    def test_client_accepts_registered_close_code_1014(self) -> None:
+        # 1014 (Bad Gateway) is registered like 1012 and 1013; wsproto alone refuses it.
+        proto = ClientProtocol()
+        assert proto.receive_data(text("last") + close_frame(1014, b"upstream down")) == ["last"]
+        assert not proto.failed
+        assert proto.close_code == 1014
+        assert proto.close_reason == "upstream down"
+        assert client_frames(proto.data_to_send()) == [(CLOSE, b"\x03\xf6upstream down")]
 
     def test_client_rejects_one_byte_close_payload(self) -> None:
         proto = ClientProtocol()

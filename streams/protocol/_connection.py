@@ -56,6 +56,9 @@ _WSPROTO = -1
 
 _UTF8Decoder = codecs.getincrementaldecoder("utf-8")
 
+_BAD_GATEWAY = (1014).to_bytes(2, "big")
+_INTERNAL_ERROR = (1011).to_bytes(2, "big")
+
 # Close codes a peer may not put on the wire (RFC 6455, section 7.4.1).
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
 
@@ -133,6 +136,7 @@ class ClientProtocol:
     ) -> None:
         self._conn = Connection(ConnectionType.CLIENT, list(extensions))
         self._defer_failure = defer_failure
+        self._close_override: int | None = None
         self._pending_failure: tuple[int, str] | None = None
         self._compressed = any(ext.enabled() for ext in extensions)
         self.max_message_size = _NO_LIMIT if max_message_size is None else max_message_size
@@ -309,10 +313,23 @@ class ClientProtocol:
                 self._slow_left = end - n
                 self._to_wsproto(data[pos:], out)
                 return
-            self._to_wsproto(data[pos:end], out)
+            frame = data[pos:end]
+            if b0 == 0x88 and b1 > 1 and b1 < 0x7E and frame[2:4] == _BAD_GATEWAY:
+                frame = self._registered_close(frame)
+            self._to_wsproto(frame, out)
             if self.failed or self.close_received:
                 return
             pos = end
+
+    def _registered_close(self, frame: bytes) -> bytes:
+        """Let a Close frame with code 1014 through wsproto, which does not know that code.
+
+        1014 (Bad Gateway) is registered with IANA for servers, like 1012 and
+        1013, which wsproto accepts. wsproto sees 1011 in its place, and the
+        close is reported (and echoed) with 1014.
+        """
+        self._close_override = 1014
+        return frame[:2] + _INTERNAL_ERROR + frame[4:]
 
     def _payload(self, chunk: bytes, last: bool, out: list[str | bytes]) -> bool:
         """Add payload bytes to the message assembled here; return False if they failed it.
@@ -441,6 +458,8 @@ class ClientProtocol:
         self.close_received = True
         self._parts = []
         self._drop_message()
+        if self._close_override is not None:
+            event = CloseConnection(self._close_override, event.reason)
         self.close_code = int(event.code)
         self.close_reason = event.reason or ""
         if self._conn.state is ConnectionState.REMOTE_CLOSING:
