@@ -29,7 +29,7 @@ import math
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -40,17 +40,7 @@ from ._codec import encode_json, encode_json_text
 from ._connect import aconnect_ws
 from ._exceptions import HTTPXWSException
 from ._session import AsyncWebSocketSession
-from ._stream import (
-    JSONSender,
-    JSONStreamMode,
-    MessageStream,
-    OnDecodeError,
-    bytes_stream,
-    json_sender,
-    json_stream,
-    message_stream,
-    text_stream,
-)
+from ._stream import TypedStreams
 from ._types import DEFAULT_CLOSE_TIMEOUT_SECONDS, JSONMode, Message
 from .websocket import (
     DisconnectSignal,
@@ -258,7 +248,7 @@ class _Entry:
 # --------------------------------------------------------------------------- the feed
 
 
-class ReconnectingWebSocket:
+class ReconnectingWebSocket(TypedStreams):
     """A WebSocket stream that reconnects; made by :func:`reconnecting_ws` (see there).
 
     ``async for message in feed`` yields every message of every connection, in
@@ -530,56 +520,6 @@ class ReconnectingWebSocket:
             return await self.__anext__()
         except StopAsyncIteration:
             raise anyio.EndOfStream from None
-
-    def messages(self) -> MessageStream[Message]:
-        """A typed stream (:class:`~streams.MessageStream`) of the messages, across reconnects."""
-        return message_stream(self)
-
-    def text(self) -> MessageStream[str]:
-        """A stream of the text messages (a binary one raises at its position)."""
-        return text_stream(self)
-
-    @overload
-    def json(
-        self,
-        type: builtins.type[T],
-        *,
-        mode: JSONStreamMode = "text",
-        on_error: OnDecodeError = "raise",
-    ) -> MessageStream[T]: ...
-    @overload
-    def json(
-        self, type: Any = ..., *, mode: JSONStreamMode = "text", on_error: OnDecodeError = "raise"
-    ) -> MessageStream[Any]: ...
-    def json(
-        self, type: Any = Any, *, mode: JSONStreamMode = "text", on_error: OnDecodeError = "raise"
-    ) -> MessageStream[Any]:
-        """A stream of JSON messages decoded by msgspec into ``type``, across reconnects.
-
-        See :func:`~streams.json_stream` for ``mode`` and ``on_error``.
-        """
-        return json_stream(self, type, mode=mode, on_error=on_error)
-
-    def bytes(self) -> MessageStream[builtins.bytes]:
-        """A stream of the binary messages (a text one raises at its position)."""
-        return bytes_stream(self)
-
-    @overload
-    def sender(
-        self, type: builtins.type[T], *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[T]: ...
-    @overload
-    def sender(
-        self, type: Any = ..., *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[Any]: ...
-    def sender(
-        self, type: Any = Any, *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[Any]:
-        """An anyio send stream that queues each item as JSON (through the outbox).
-
-        ``type`` is for static typing only.
-        """
-        return json_sender(self, type, mode=mode)
 
     def _unread_batch(self, messages: list[Message]) -> None:
         """Put messages back in front of the next :meth:`_receive_batch` (for typed streams)."""

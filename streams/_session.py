@@ -23,7 +23,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 import anyio.abc
@@ -42,17 +42,7 @@ from ._exceptions import (
     WebSocketKeepaliveTimeout,
     WebSocketNetworkError,
 )
-from ._stream import (
-    JSONSender,
-    JSONStreamMode,
-    MessageStream,
-    OnDecodeError,
-    bytes_stream,
-    json_sender,
-    json_stream,
-    message_stream,
-    text_stream,
-)
+from ._stream import TypedStreams
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -168,7 +158,7 @@ class SessionStatistics(msgspec.Struct, frozen=True):
     ping_rtt: float | None
 
 
-class AsyncWebSocketSession:
+class AsyncWebSocketSession(TypedStreams):
     """An open WebSocket session: a pair of typed anyio channels and the methods of httpx-ws.
 
     It is an async context manager: entering starts the background tasks,
@@ -1078,105 +1068,3 @@ class AsyncWebSocketSession:
             protocol.receive_eof()
             await self._abort()
             return
-
-    # ------------------------------------------------------------ typed streams
-    # Defined last: the method named ``bytes`` shadows the builtin in the
-    # class body, so annotations above use ``builtins.bytes``.
-
-    def messages(self) -> MessageStream[Message]:
-        """Return the messages as a :class:`~streams.MessageStream` of ``str | bytes``.
-
-        Iterating it consumes the session's messages, like ``async for msg in ws``.
-        """
-        return message_stream(self)
-
-    def text(self) -> MessageStream[str]:
-        """Return the text messages as a :class:`~streams.MessageStream` of ``str``.
-
-        A binary message raises :class:`~streams.WebSocketInvalidTypeReceived`.
-        """
-        return text_stream(self)
-
-    @overload
-    def json(
-        self,
-        type: builtins.type[T],
-        *,
-        mode: JSONStreamMode = "text",
-        on_error: OnDecodeError = "raise",
-    ) -> MessageStream[T]: ...
-
-    @overload
-    def json(
-        self,
-        type: Any = ...,
-        *,
-        mode: JSONStreamMode = "text",
-        on_error: OnDecodeError = "raise",
-    ) -> MessageStream[Any]: ...
-
-    def json(
-        self,
-        type: Any = Any,
-        *,
-        mode: JSONStreamMode = "text",
-        on_error: OnDecodeError = "raise",
-    ) -> MessageStream[Any]:
-        """Return the messages decoded from JSON by msgspec, as a typed stream.
-
-        Example::
-
-            class Tick(msgspec.Struct):
-                sym: str
-                px: float
-
-            async for tick in ws.json(Tick):
-                print(tick.sym, tick.px)
-
-        Args:
-            type: the type to decode and validate into (a msgspec Struct, a
-                dataclass, ``dict[str, float]``...); ``Any`` by default.
-            mode: ``"text"`` frames, ``"binary"`` frames, or ``"any"``. A frame
-                of another kind raises :class:`~streams.WebSocketInvalidTypeReceived`.
-            on_error: ``"raise"`` (the default) raises
-                :class:`~streams.WebSocketDecodeError`, which carries the raw
-                message and msgspec's reason; a callable is called with that
-                error instead and the stream goes on.
-
-        Returns:
-            A :class:`~streams.MessageStream` of ``type``.
-        """
-        return json_stream(self, type, mode=mode, on_error=on_error)
-
-    @overload
-    def sender(
-        self, type: builtins.type[T], *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[T]: ...
-
-    @overload
-    def sender(
-        self, type: Any = ..., *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[Any]: ...
-
-    def sender(
-        self, type: Any = Any, *, mode: Literal["text", "binary"] = "text"
-    ) -> JSONSender[Any]:
-        """Return an anyio send stream that sends each item as JSON (encoded by msgspec).
-
-        Example::
-
-            async with ws.sender(Tick) as out:
-                await out.send(Tick("ABC", 1.5))
-
-        Args:
-            type: the item type, for static typing.
-            mode: ``"text"`` or ``"binary"`` frames.
-        """
-        return json_sender(self, type, mode=mode)
-
-    def bytes(self) -> MessageStream[builtins.bytes]:
-        """Return the binary messages as a :class:`~streams.MessageStream` of ``bytes``.
-
-        A text message raises :class:`~streams.WebSocketInvalidTypeReceived`.
-        """
-        return bytes_stream(self)
