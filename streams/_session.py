@@ -686,6 +686,8 @@ class AsyncWebSocketSession(TypedStreams):
             WebSocketNetworkError: the network failed.
             WebSocketInvalidTypeReceived: the message was binary (it is
                 consumed; the exception's ``event`` holds it).
+
+        Cancelling is safe: a message is never lost.
         """
         message = await self._receive_message(timeout)
         if not isinstance(message, str):
@@ -707,6 +709,8 @@ class AsyncWebSocketSession(TypedStreams):
             WebSocketNetworkError: the network failed.
             WebSocketInvalidTypeReceived: the message was text (it is consumed;
                 the exception's ``event`` holds it).
+
+        Cancelling is safe: a message is never lost.
         """
         message = await self._receive_message(timeout)
         if isinstance(message, str):
@@ -730,6 +734,8 @@ class AsyncWebSocketSession(TypedStreams):
             WebSocketInvalidTypeReceived: the frame was not of the kind ``mode`` says.
             WebSocketDecodeError: the message is not valid JSON (it carries the
                 raw payload).
+
+        Cancelling is safe: a message is never lost.
         """
         if mode == "text":
             data: Message = await self.receive_text(timeout)
@@ -867,6 +873,9 @@ class AsyncWebSocketSession(TypedStreams):
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
+
+        Cancelling is safe: the message is queued before any wait, so it is sent even if
+        the call is cancelled while waiting for room.
         """
         self._check_can_send()
         self._queue(self._protocol.send_text(data))
@@ -883,6 +892,9 @@ class AsyncWebSocketSession(TypedStreams):
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
+
+        Cancelling is safe: the message is queued before any wait, so it is sent even if
+        the call is cancelled while waiting for room.
         """
         self._check_can_send()
         self._queue(self._protocol.send_bytes(data))
@@ -902,6 +914,9 @@ class AsyncWebSocketSession(TypedStreams):
             TypeError: msgspec cannot encode ``data``.
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
+
+        Cancelling is safe: the message is queued before any wait, so it is sent even if
+        the call is cancelled while waiting for room.
         """
         encoded = _json_encoder.encode(data)
         if mode == "text":
@@ -916,6 +931,8 @@ class AsyncWebSocketSession(TypedStreams):
 
         Raises:
             WebSocketNetworkError: the network failed before everything was written.
+
+        Cancelling is safe: the frames stay queued.
         """
         await self._drain()
         if self._error is not None:
@@ -964,6 +981,8 @@ class AsyncWebSocketSession(TypedStreams):
         Raises:
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
+
+        Cancelling is safe.
         """
         if not payload:
             payload = secrets.token_bytes(8)
