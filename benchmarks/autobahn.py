@@ -29,6 +29,7 @@ otherwise, 2 when the run itself broke. See docs/conformance.md.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 import shutil
@@ -69,7 +70,7 @@ CONFORMANCE_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 DEFAULT_AGENT = "streams"
 
 #: The permessage-deflate offers a client can make.
-Deflate = Literal["default", "off", "no-context-takeover"]
+Deflate = Literal["per-case", "default", "off", "no-context-takeover"]
 DEFLATE_CHOICES: tuple[Deflate, ...] = get_args(Deflate)
 SERVER_START_TIMEOUT = 30.0
 SERVER_EXIT_TIMEOUT = 120.0
@@ -169,6 +170,8 @@ class StreamsClient:
             self._kwargs["compression"] = None
         elif deflate == "no-context-takeover":
             self._kwargs["compression"] = streams.DeflateOptions(client_no_context_takeover=True)
+        elif deflate != "default":
+            raise ValueError(f"a client makes one offer, not {deflate!r}")
 
     def _connect(self, url: str) -> Any:
         return self._streams.aconnect_ws(url, **self._kwargs)
@@ -627,6 +630,73 @@ async def run_suite(
     )
 
 
+#: The cases whose description asks the client to offer no context takeover
+#: (Autobahn's "client offers (requestNoContextTakeover, ...): [(True, ...)]").
+NO_CONTEXT_TAKEOVER_CASES = ("13.2.*", "13.5.*", "13.6.*")
+
+
+def _selects_any(include: Sequence[str], exclude: Sequence[str], globs: Sequence[str]) -> bool:
+    """Whether a selection may contain cases of ``globs`` (judged on a sample id of each)."""
+    samples = [glob.replace("*", "1") for glob in globs]
+    return any(
+        (not include or any(fnmatch.fnmatchcase(sample, g) for g in include))
+        and not any(fnmatch.fnmatchcase(sample, g) for g in exclude)
+        for sample in samples
+    )
+
+
+async def run_per_case(
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    outdir: Path | str = Path("reports") / "clients",
+    **options: Any,
+) -> Summary:
+    """Run the selection with the offer each case describes, as Autobahn's own clients do.
+
+    The cases of :data:`NO_CONTEXT_TAKEOVER_CASES` get the default offer plus
+    ``client_no_context_takeover``, in a second server run (reports under
+    ``OUTDIR/no-context-takeover``); every other case gets the default offer.
+    The two summaries are merged.
+    """
+    outdir = Path(outdir)
+    nct = NO_CONTEXT_TAKEOVER_CASES
+    runs: list[Summary] = []
+    if not (include and all(g in nct for g in include)):
+        runs.append(
+            await run_suite(
+                include=include,
+                exclude=[*exclude, *nct],
+                outdir=outdir,
+                deflate="default",
+                **options,
+            )
+        )
+    if _selects_any(include, exclude, nct):
+        wanted = [g for g in nct if not include or _selects_any(include, (), [g])]
+        runs.append(
+            await run_suite(
+                include=wanted,
+                exclude=exclude,
+                outdir=outdir / "no-context-takeover",
+                deflate="no-context-takeover",
+                **options,
+            )
+        )
+    first = runs[0]
+    return Summary(
+        client=first.client,
+        agent=first.agent,
+        selection=list(include) or ["*"],
+        cases=sorted(
+            (case for run in runs for case in run.cases), key=lambda c: case_sort_key(c.id)
+        ),
+        client_errors={k: v for run in runs for k, v in run.client_errors.items()},
+        elapsed_seconds=sum(run.elapsed_seconds for run in runs),
+        server_start_seconds=sum(run.server_start_seconds for run in runs),
+    )
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run the Autobahn|Testsuite client cases and print a per-section table."
@@ -647,9 +717,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--deflate",
         choices=DEFLATE_CHOICES,
-        default="default",
-        help="permessage-deflate offer: the client's default, none, or with"
-        " client_no_context_takeover (needed for 13.2, 13.5, 13.6)",
+        default="per-case",
+        help="permessage-deflate offer: the one each case describes (the default), the"
+        " client's default, none, or with client_no_context_takeover for every case",
     )
     parser.add_argument(
         "--max-message-size", type=int, default=CONFORMANCE_MAX_MESSAGE_SIZE, metavar="BYTES"
@@ -677,17 +747,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         def progress(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
-        return await run_suite(
-            client=args.client,
-            include=args.include,
-            exclude=split_globs(args.exclude),
-            agent=args.agent or args.client,
-            outdir=args.outdir,
-            max_message_size=args.max_message_size,
-            deflate=args.deflate,
-            case_timeout=args.case_timeout,
-            progress=progress if args.verbose else None,
-        )
+        options: dict[str, Any] = {
+            "client": args.client,
+            "include": args.include,
+            "exclude": split_globs(args.exclude),
+            "agent": args.agent or args.client,
+            "outdir": args.outdir,
+            "max_message_size": args.max_message_size,
+            "case_timeout": args.case_timeout,
+            "progress": progress if args.verbose else None,
+        }
+        if args.deflate == "per-case":
+            return await run_per_case(**options)
+        return await run_suite(deflate=args.deflate, **options)
 
     try:
         summary = anyio.run(_main, backend=args.backend)
