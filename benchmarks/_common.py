@@ -1,0 +1,334 @@
+"""Pieces shared by the benchmark server, the clients and the runner.
+
+Nothing here imports a WebSocket library: the clients each import only the library they measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import random
+import resource
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+# --------------------------------------------------------------------------------------------
+# Payloads
+# --------------------------------------------------------------------------------------------
+
+SYMBOLS = ("ABCD", "EFGH", "IJKL", "MNOP", "QRST", "UVWX")
+
+
+class Tick(msgspec.Struct):
+    """The typed form of the JSON messages sent by ``/blast?kind=json``."""
+
+    sym: str
+    px: float
+    qty: int
+    seq: int
+    side: str
+    ts: int
+
+
+def json_payload(seq: int) -> bytes:
+    """Return one ~80-byte JSON object, different for every ``seq``."""
+    sym = SYMBOLS[seq % len(SYMBOLS)]
+    px = 100 + (seq * 7919 % 100_000) / 100
+    qty = 100 + seq % 900
+    side = "buy" if seq % 2 == 0 else "sell"
+    ts = 1_700_000_000_000_000 + seq
+    return (
+        f'{{"sym":"{sym}","px":{px:.2f},"qty":{qty},"seq":{seq},"side":"{side}","ts":{ts}}}'
+    ).encode()
+
+
+def text_payload(seq: int, size: int) -> bytes:
+    """Return an ASCII text payload of exactly ``size`` bytes, different for every ``seq``."""
+    head = f"{seq:010d}:".encode()
+    if size <= len(head):
+        return head[:size]
+    return head + b"x" * (size - len(head))
+
+
+def send_text(size: int) -> str:
+    """Return the ``size``-byte text message that clients send in the send and echo scenarios."""
+    return "m" * size
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measurement. ``unit`` says what the reported value is, ``higher`` whether more is better."""
+
+    name: str
+    title: str
+    unit: str
+    higher: bool
+    full: dict[str, int]
+    quick: dict[str, int]
+
+
+MIB = 1024 * 1024
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "recv_text",
+            "Receive 64 B text messages",
+            "msg/s",
+            True,
+            {"n": 200_000, "size": 64},
+            {"n": 10_000, "size": 64},
+        ),
+        Scenario(
+            "recv_json",
+            "Receive + decode ~80 B JSON to dict",
+            "msg/s",
+            True,
+            {"n": 200_000},
+            {"n": 10_000},
+        ),
+        Scenario(
+            "recv_struct",
+            "Receive + decode ~80 B JSON to a msgspec Struct",
+            "msg/s",
+            True,
+            {"n": 200_000},
+            {"n": 10_000},
+        ),
+        Scenario(
+            "echo",
+            "Echo round trip, 32 B, sequential (median)",
+            "us",
+            False,
+            {"n": 20_000, "size": 32},
+            {"n": 1_000, "size": 32},
+        ),
+        Scenario(
+            "send_text",
+            "Send 64 B text messages",
+            "msg/s",
+            True,
+            {"n": 200_000, "size": 64},
+            {"n": 10_000, "size": 64},
+        ),
+        Scenario(
+            "recv_big",
+            "Receive 1 MiB binary messages",
+            "MB/s",
+            True,
+            {"n": 200, "size": MIB},
+            {"n": 10, "size": MIB},
+        ),
+        Scenario(
+            "send_big",
+            "Send 1 MiB binary messages",
+            "MB/s",
+            True,
+            {"n": 200, "size": MIB},
+            {"n": 10, "size": MIB},
+        ),
+        Scenario(
+            "idle_memory",
+            "Memory per idle session",
+            "KiB",
+            False,
+            {"n": 1000},
+            {"n": 100},
+        ),
+        Scenario(
+            "flood_memory",
+            "Peak RSS growth under a flood, slow consumer",
+            "MiB",
+            False,
+            {"n": 65_536, "size": 1024, "ms": 2000},
+            {"n": 8_192, "size": 1024, "ms": 400},
+        ),
+    )
+}
+
+#: Size of the messages in the flood scenario and the bounded queue the streams client uses there.
+FLOOD_QUEUE_SIZE = 16
+
+
+def blast_path(n: int, size: int, kind: str) -> str:
+    return f"/blast?n={n}&size={size}&kind={kind}"
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring
+# --------------------------------------------------------------------------------------------
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes() -> int:
+    """Return the resident set size of this process, in bytes."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+def settle_rss() -> int:
+    """Collect garbage, then return the RSS (used before and after a memory measurement)."""
+    gc.collect()
+    return rss_bytes()
+
+
+class RssSampler:
+    """Sample the RSS of this process from a thread (works under any event loop, or none)."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self.peak = rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+class Window:
+    """The measured interval: wall clock (for the runner's server-CPU sampling) and process CPU."""
+
+    def __init__(self) -> None:
+        self.t0 = self.t1 = 0.0
+        self.wall0 = self.wall1 = 0.0
+        self.cpu0 = self.cpu1 = 0.0
+        self.received: int | None = None  # messages actually received, when it is counted
+
+    def start(self) -> None:
+        self.wall0 = time.time()
+        self.cpu0 = time.process_time()
+        self.t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        self.t1 = time.perf_counter()
+        self.cpu1 = time.process_time()
+        self.wall1 = time.time()
+
+    @property
+    def seconds(self) -> float:
+        return self.t1 - self.t0
+
+    def fields(self) -> dict[str, float]:
+        return {
+            "seconds": round(self.seconds, 6),
+            "wall0": self.wall0,
+            "wall1": self.wall1,
+            "client_cpu": round(100 * (self.cpu1 - self.cpu0) / max(self.seconds, 1e-9), 1),
+        }
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Return the ``q`` quantile (0..1) of an already sorted list (nearest rank)."""
+    if not sorted_values:
+        return float("nan")
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+def throughput(scenario: str, n: int, size: int, window: Window) -> dict[str, Any]:
+    """Build the result fields of a throughput scenario.
+
+    The rate counts the messages actually received; missing ones are reported as ``lost``.
+    """
+    got = n if window.received is None else window.received
+    if got > n:
+        raise SystemExit(f"received {got} messages, expected {n}")
+    out: dict[str, Any] = {"messages": got, **window.fields()}
+    if got < n:
+        out["lost"] = n - got
+    if scenario in ("recv_big", "send_big"):
+        out["value"] = got * size / window.seconds / 1e6
+    else:
+        out["value"] = got / window.seconds
+    return out
+
+
+def latency(samples_ns: list[int], window: Window) -> dict[str, Any]:
+    """Build the result fields of the echo scenario (microseconds)."""
+    us = sorted(s / 1000 for s in samples_ns)
+    return {
+        "messages": len(us),
+        "value": percentile(us, 0.5),
+        "p99": percentile(us, 0.99),
+        **window.fields(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Client command line
+# --------------------------------------------------------------------------------------------
+
+
+def client_args(variants: tuple[str, ...]) -> argparse.Namespace:
+    """Parse the command line shared by every client script."""
+    p = argparse.ArgumentParser()
+    p.add_argument(
+        "--url", required=True, help="base URL of the benchmark server, ws://127.0.0.1:PORT"
+    )
+    p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
+    p.add_argument("--variant", default=variants[0], choices=variants)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--size", type=int, default=0)
+    p.add_argument("--ms", type=int, default=0, help="duration of the slow consumer (flood_memory)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    random.seed(args.seed)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 8192):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    return args
+
+
+def emit(args: argparse.Namespace, library: str, result: dict[str, Any]) -> None:
+    """Print the one JSON line of results and leave at once (no lingering close handshakes)."""
+    line = {
+        "library": library,
+        "variant": args.variant,
+        "scenario": args.scenario,
+        "python": sys.version.split()[0],
+        **result,
+    }
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def run_main(fn: Callable[[], None]) -> None:
+    """Run a client's ``main`` and turn any failure into a non-zero exit with a message."""
+    try:
+        fn()
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        traceback.print_exc()
+        sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+        sys.stderr.flush()
+        os._exit(1)

@@ -1,0 +1,770 @@
+"""Run the whole benchmark suite with one command and write the results.
+
+    python benchmarks/run.py                 # full: 5 runs, writes docs/benchmarks/
+    python benchmarks/run.py --quick         # smoke test: small counts, 1 run, under a minute
+    python benchmarks/run.py --runs 7 --scenario recv_text echo --clients streams websockets
+
+The server (benchmarks/server.py) runs in its own process; every measurement runs a fresh
+client process. Clients are interleaved run by run (run 1 of every client, then run 2, ...), so
+a slow minute on a shared machine hits every client alike; ratios to websockets and to picows
+are computed within each run, then summarised by their median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from _common import SCENARIOS, Scenario  # noqa: E402
+
+MEMORY = ("idle_memory", "flood_memory")
+
+
+@dataclass(frozen=True)
+class Client:
+    id: str
+    script: str
+    variant: str
+    label: str
+    memory: bool = True  # runs the memory scenarios
+    default: bool = True
+
+
+CLIENTS: dict[str, Client] = {
+    c.id: c
+    for c in (
+        Client("raw", "client_raw.py", "sync", "raw socket (ceiling)", memory=False),
+        Client("picows", "client_picows.py", "asyncio", "picows"),
+        Client("websockets", "client_websockets.py", "asyncio", "websockets"),
+        Client(
+            "websockets-sync", "client_websockets.py", "sync", "websockets (sync)", memory=False
+        ),
+        Client("aiohttp", "client_aiohttp.py", "asyncio", "aiohttp"),
+        Client("httpx-ws", "client_httpx_ws.py", "asyncio", "httpx-ws"),
+        Client("streams", "client_streams.py", "asyncio", "streams (asyncio)"),
+        Client("streams-trio", "client_streams.py", "trio", "streams (trio)"),
+        Client("streams-uvloop", "client_streams.py", "uvloop", "streams (uvloop)"),
+        Client("streams-sync", "client_streams.py", "sync", "streams (sync)", memory=False),
+        # Not in the default set: more rows, same story.
+        Client("httpx-ws-trio", "client_httpx_ws.py", "trio", "httpx-ws (trio)", default=False),
+        Client("picows-uvloop", "client_picows.py", "uvloop", "picows (uvloop)", default=False),
+        Client(
+            "websockets-uvloop",
+            "client_websockets.py",
+            "uvloop",
+            "websockets (uvloop)",
+            default=False,
+        ),
+        Client("aiohttp-uvloop", "client_aiohttp.py", "uvloop", "aiohttp (uvloop)", default=False),
+    )
+}
+
+#: A result is flagged as limited by the server when the server used at least this much CPU.
+SERVER_BOUND_CPU = 90.0
+
+
+# --------------------------------------------------------------------------------------------
+# Environment
+# --------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def probe(code: str) -> bool:
+    """Return whether ``code`` runs without error in a fresh interpreter."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False)
+    return r.returncode == 0
+
+
+def available_clients(wanted: list[str], explicit: bool) -> tuple[list[Client], list[str]]:
+    notes: list[str] = []
+    have_streams = probe("import streams; streams.aconnect_ws")
+    have_sync = have_streams and probe("import streams; streams.connect_ws")
+    have_uvloop = importlib.util.find_spec("uvloop") is not None
+    out = []
+    for cid in wanted:
+        c = CLIENTS[cid]
+        if c.id.startswith("streams") and not have_streams:
+            notes.append(f"{c.label}: skipped, `streams.aconnect_ws` is not importable")
+            continue
+        if c.variant == "sync" and c.id.startswith("streams") and not have_sync:
+            notes.append(f"{c.label}: skipped, streams has no sync API (`streams.connect_ws`)")
+            continue
+        if c.id == "websockets-sync" and not have_sync and not explicit:
+            # Only there as the partner of streams' sync API.
+            continue
+        if c.variant == "uvloop" and not have_uvloop:
+            notes.append(f"{c.label}: skipped, uvloop is not installed")
+            continue
+        out.append(c)
+    return out, notes
+
+
+# --------------------------------------------------------------------------------------------
+# Server and its CPU
+# --------------------------------------------------------------------------------------------
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+class Server:
+    """The benchmark server process, with a thread sampling its CPU time."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "server.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.proc.kill()
+            raise SystemExit(f"the benchmark server did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.samples.append((time.time(), proc_cpu_seconds(self.proc.pid)))
+            except (OSError, IndexError, ValueError):
+                return
+            self._stop.wait(0.01)
+            if len(self.samples) > 200_000:
+                del self.samples[:100_000]
+
+    def cpu_percent(self, wall0: float, wall1: float) -> float | None:
+        """Return the server's CPU use during [wall0, wall1], if the window is long enough."""
+        inside = [s for s in self.samples[-20_000:] if wall0 <= s[0] <= wall1]
+        if len(inside) < 2 or inside[-1][0] - inside[0][0] < 0.1:
+            return None
+        (ta, ca), (tb, cb) = inside[0], inside[-1]
+        return 100 * (cb - ca) / (tb - ta)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """The results of one client in one scenario, one entry per run."""
+
+    values: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+    client_cpu: list[float] = field(default_factory=list)
+    server_cpu: list[float] = field(default_factory=list)
+    by_run: dict[int, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    skip: str | None = None
+
+
+def record(cell: Cell, res: dict[str, Any], notes: list[str]) -> None:
+    """Add one client result to its cell."""
+    if res.get("note") and res["note"] not in notes:
+        notes.append(res["note"])
+    if "skip" in res:
+        cell.skip = res["skip"]
+    elif "error" in res:
+        cell.errors.append(res["error"])
+    else:
+        cell.values.append(res["value"])
+        cell.lost.append(res.get("lost", 0))
+        cell.by_run[res["run"]] = res["value"]
+        if "p99" in res:
+            cell.p99.append(res["p99"])
+        if res.get("client_cpu") is not None:
+            cell.client_cpu.append(res["client_cpu"])
+        if res.get("server_cpu") is not None:
+            cell.server_cpu.append(res["server_cpu"])
+
+
+def run_client(
+    server: Server, client: Client, scenario: Scenario, params: dict[str, int], timeout: float
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(HERE / client.script),
+        "--url",
+        server.url,
+        "--variant",
+        client.variant,
+        "--scenario",
+        scenario.name,
+    ]
+    for k, v in params.items():
+        cmd += [f"--{k}", str(v)]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        err = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {r.returncode}: {err[:200]}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if "wall0" in result:
+        result["server_cpu"] = server.cpu_percent(result["wall0"], result["wall1"])
+    return result
+
+
+def fmt(v: float | None, unit: str = "") -> str:
+    if v is None:
+        return "-"
+    if unit == "ratio":
+        return f"{v:.2f}x"
+    if abs(v) >= 100_000:
+        return f"{v / 1000:,.0f}k"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def advantage(value: float, ref: float, higher: bool) -> float:
+    """How many times better than the reference (> 1 is better), whatever the unit's direction."""
+    return value / ref if higher else ref / value
+
+
+def wait_quiet(limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while os.getloadavg()[0] >= 1.0 and time.monotonic() < deadline:
+        print(f"waiting for a quiet machine (load {os.getloadavg()[0]:.2f})", file=sys.stderr)
+        time.sleep(10)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small counts and 1 run (smoke test, < 1 min)"
+    )
+    p.add_argument(
+        "--runs", type=int, default=None, help="runs per client and scenario (default 5, quick 1)"
+    )
+    p.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=None, metavar="NAME")
+    p.add_argument("--clients", nargs="+", choices=sorted(CLIENTS), default=None, metavar="NAME")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where results.md and chart.png go (default docs/benchmarks, or a temporary folder with --quick)",
+    )
+    p.add_argument("--json", type=Path, default=None, help="also write every raw result line here")
+    p.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: rebuild results.md and chart.png from a file written by --json",
+    )
+    p.add_argument("--no-chart", action="store_true")
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="first wait (at most this long) until the 1-minute load average is below 1",
+    )
+    a = p.parse_args()
+    if a.replot:
+        replot(a.replot, a.out or ROOT / "docs" / "benchmarks", a.no_chart)
+        return
+
+    runs = a.runs or (1 if a.quick else 5)
+    scenario_names = a.scenario or list(SCENARIOS)
+    wanted = a.clients or [c.id for c in CLIENTS.values() if c.default]
+    out_dir = a.out or (
+        Path(tempfile.gettempdir()) / "streams-bench-quick"
+        if a.quick
+        else ROOT / "docs" / "benchmarks"
+    )
+    clients, notes = available_clients(wanted, explicit=a.clients is not None)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+
+    if a.wait_quiet > 0:
+        wait_quiet(a.wait_quiet)
+    started = dt.datetime.now(dt.UTC)
+    load_before = os.getloadavg()
+    server = Server()
+    cells: dict[tuple[str, str], Cell] = {
+        (c.id, s): Cell() for c in clients for s in scenario_names
+    }
+    raw_lines: list[dict[str, Any]] = []
+    timeout = 60.0 if a.quick else 300.0
+    t_start = time.monotonic()
+    try:
+        for run in range(runs):
+            # Rotate the order each run, so that no client always goes first or last.
+            order = clients[run % len(clients) :] + clients[: run % len(clients)]
+            for name in scenario_names:
+                scenario = SCENARIOS[name]
+                params = scenario.quick if a.quick else scenario.full
+                for c in order:
+                    cell = cells[(c.id, name)]
+                    if cell.skip or (name in MEMORY and not c.memory):
+                        cell.skip = cell.skip or "n/a"
+                        continue
+                    if not server.alive():
+                        raise SystemExit("the benchmark server died")
+                    res = run_client(server, c, scenario, params, timeout)
+                    res.update(client=c.id, scenario=name, run=run)
+                    raw_lines.append(res)
+                    record(cell, res, notes)
+                    if "error" in res:
+                        print(f"  {c.id} {name}: {res['error']}", file=sys.stderr)
+                    elif res.get("lost"):
+                        print(f"  {c.id} {name}: lost {res['lost']} messages", file=sys.stderr)
+                print(
+                    f"run {run + 1}/{runs} {name} done ({time.monotonic() - t_start:.0f} s)",
+                    file=sys.stderr,
+                )
+    finally:
+        server.stop()
+    elapsed = time.monotonic() - t_start
+
+    env = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "cpu": f"{cpu_model()}, {os.cpu_count()} logical cores",
+        "os": f"{platform.system()} {platform.release()}",
+        "load": f"{load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
+        "runs": runs,
+        "mode": "quick" if a.quick else "full",
+        "elapsed": elapsed,
+        "versions": {
+            d: version(d)
+            for d in (
+                "streams",
+                "websockets",
+                "aiohttp",
+                "httpx-ws",
+                "picows",
+                "httpx",
+                "wsproto",
+                "anyio",
+                "trio",
+                "msgspec",
+                "uvloop",
+            )
+        },
+    }
+    if a.json:
+        header = {"env": env, "clients": [c.id for c in clients], "scenarios": scenario_names}
+        header.update(quick=a.quick, notes=notes)
+        a.json.write_text("".join(json.dumps(x) + "\n" for x in [header, *raw_lines]))
+    write_outputs(out_dir, env, clients, scenario_names, cells, a.quick, notes, a.no_chart)
+
+
+def write_outputs(
+    out_dir: Path,
+    env: dict[str, Any],
+    clients: list[Client],
+    names: list[str],
+    cells: dict[tuple[str, str], Cell],
+    quick: bool,
+    notes: list[str],
+    no_chart: bool,
+) -> None:
+    md = render(env, clients, names, cells, quick, notes)
+    print(md)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.md").write_text(md)
+    print(f"wrote {out_dir / 'results.md'}", file=sys.stderr)
+    if not no_chart:
+        chart(out_dir / "chart.png", env, clients, names, cells)
+        print(f"wrote {out_dir / 'chart.png'}", file=sys.stderr)
+    docs = ROOT / "docs"
+    if out_dir.resolve() == (docs / "benchmarks").resolve() and inline_results(
+        docs / "performance.md", md
+    ):
+        print("updated the results section of docs/performance.md", file=sys.stderr)
+
+
+def replot(path: Path, out_dir: Path, no_chart: bool) -> None:
+    """Rebuild the outputs from the raw results of an earlier run (``--json``)."""
+    header, *lines = (json.loads(ln) for ln in path.read_text().splitlines() if ln.strip())
+    clients = [CLIENTS[c] for c in header["clients"]]
+    names = header["scenarios"]
+    notes = list(header.get("notes", []))
+    cells = {(c.id, s): Cell() for c in clients for s in names}
+    for c in clients:
+        for s in names:
+            if s in MEMORY and not c.memory:
+                cells[(c.id, s)].skip = "n/a"
+    for res in lines:
+        record(cells[(res["client"], res["scenario"])], res, notes)
+    write_outputs(out_dir, header["env"], clients, names, cells, header["quick"], notes, no_chart)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------------------------
+
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def inline_results(page: Path, md: str) -> bool:
+    """Copy the results between the markers of ``page``, if present (no title, headings one level
+    down, so that they sit under the page's own "Results" heading)."""
+    try:
+        text = page.read_text()
+    except OSError:
+        return False
+    if START not in text or END not in text:
+        return False
+    lines = [ln for ln in md.strip().splitlines() if not ln.startswith("# ")]  # drop the title
+    body = "\n".join("#" + ln if ln.startswith("#") else ln for ln in lines).strip()
+    body = body.replace("](chart.png)", "](benchmarks/chart.png)")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    page.write_text(f"{head}{START}\n\n{body}\n\n{END}{tail}")
+    return True
+
+
+def med(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def ratio_median(
+    cells: dict[tuple[str, str], Cell], cid: str, ref: str, s: Scenario
+) -> float | None:
+    a, b = cells.get((cid, s.name)), cells.get((ref, s.name))
+    if a is None or b is None:
+        return None
+    rs = [
+        advantage(a.by_run[r], b.by_run[r], s.higher)
+        for r in a.by_run
+        if r in b.by_run and b.by_run[r] > 0 and a.by_run[r] > 0
+    ]
+    return med(rs)
+
+
+def params(s: Scenario, quick: bool) -> dict[str, int]:
+    return s.quick if quick else s.full
+
+
+def params_text(s: Scenario, quick: bool) -> str:
+    p = params(s, quick)
+    if s.name == "idle_memory":
+        return f"{p['n']:,} idle sessions"
+    if s.name == "echo":
+        return f"{p['n']:,} sequential round trips of {p['size']} B"
+    if s.name == "flood_memory":
+        return (
+            f"{p['n']:,} messages of {p['size']:,} B sent at once; the consumer reads one "
+            f"message per ms for {p['ms']:,} ms"
+        )
+    if s.name in ("recv_json", "recv_struct"):
+        return f"{p['n']:,} messages of ~80 B"
+    return f"{p['n']:,} messages of {p['size']:,} B"
+
+
+def render(
+    env: dict[str, Any],
+    clients: list[Any],
+    names: list[str],
+    cells: dict[tuple[str, str], Cell],
+    quick: bool,
+    notes: list[str],
+) -> str:
+    v = env["versions"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- Date: {env['date']}; {env['mode']} mode, {env['runs']} run(s) per client and scenario, "
+        f"{env['elapsed']:.0f} s in all",
+        f"- Machine: {env['cpu']}; {env['os']}; 1-minute load average {env['load']}",
+        f"- Python: {env['python']}",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- Server: picows {v['picows']} in its own process"
+        + (f" on uvloop {v['uvloop']}" if v["uvloop"] != "not installed" else "")
+        + ", 127.0.0.1",
+        "",
+        "![Benchmark chart](chart.png)",
+        "",
+        "Values are medians over the runs; *vs websockets* and *vs picows* are medians of per-run",
+        "ratios, oriented so that **above 1x is better** (faster, lower latency or less memory).",
+        "",
+    ]
+    if quick:
+        notes = [
+            "quick mode: small counts and one run, for smoke tests; not for comparison",
+            *notes,
+        ]
+    for note in notes:
+        lines += [f"> **Note:** {note}", ""]
+    # Summary table.
+    header = ["client"]
+    for n in names:
+        s = SCENARIOS[n]
+        header.append(f"{short(n)} ({s.unit})")
+        if n == "echo":
+            header.append("echo p99 (us)")
+    lines.append("## Summary")
+    lines.append("")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for c in clients:
+        row = [c.label]
+        for n in names:
+            cell = cells[(c.id, n)]
+            row.append(cell_text(cell, SCENARIOS[n]))
+            if n == "echo":
+                row.append(fmt(med(cell.p99)) if cell.p99 else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    # Per scenario.
+    lines.append("## Per scenario")
+    flagged = []
+    lost_rows: list[str] = []
+    for n in names:
+        s = SCENARIOS[n]
+        better = "higher" if s.higher else "lower"
+        lines += [
+            "",
+            f"### {s.title}",
+            "",
+            f"{params_text(s, quick)}; {s.unit}, {better} is better.",
+            "",
+        ]
+        cols = ["client", "median", "min - max", "vs websockets", "vs picows"]
+        if n == "echo":
+            cols.insert(2, "p99")
+        if n not in MEMORY:
+            cols += ["client CPU", "server CPU"]
+        lines.append("| " + " | ".join(cols) + " |")
+        lines.append("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
+        for c in clients:
+            cell = cells[(c.id, n)]
+            if cell.skip and not cell.values:
+                continue
+            if not cell.values:
+                lines.append(f"| {c.label} | failed: {(cell.errors or ['?'])[0]} |")
+                continue
+            server = med(cell.server_cpu)
+            bound = server is not None and server >= SERVER_BOUND_CPU
+            if bound:
+                flagged.append(f"{c.label} in *{s.title}* (server at {server:.0f}% CPU)")
+            if any(cell.lost):
+                lost_rows.append(
+                    f"{c.label} in *{s.title}*: {max(cell.lost):,} of {params(s, quick)['n']:,} "
+                    f"messages missing in the worst run ({sum(1 for x in cell.lost if x)} of "
+                    f"{len(cell.lost)} runs)"
+                )
+            row = [
+                c.label,
+                fmt(med(cell.values)) + (" †" if bound else "") + (" ‡" if any(cell.lost) else ""),
+                f"{fmt(min(cell.values))} - {fmt(max(cell.values))}",
+                fmt(ratio_median(cells, c.id, "websockets", s), "ratio"),
+                fmt(ratio_median(cells, c.id, "picows", s), "ratio"),
+            ]
+            if n == "echo":
+                row.insert(2, fmt(med(cell.p99)))
+            if n not in MEMORY:
+                cc = med(cell.client_cpu)
+                row += [
+                    f"{cc:.0f}%" if cc is not None else "-",
+                    f"{server:.0f}%" if server is not None else "-",
+                ]
+            lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "## Was the server the bottleneck?", ""]
+    lines.append(
+        "The server's CPU is sampled from `/proc/<pid>/stat` during each measured window (windows "
+        "shorter than 0.1 s show -). A client near 100% CPU with the server well below it means the "
+        f"client is the limit. Rows where the server reached {SERVER_BOUND_CPU:.0f}% are marked †:"
+    )
+    lines.append("")
+    if flagged:
+        lines += [f"- † {f}" for f in flagged]
+    else:
+        lines.append(
+            f"- none: the server stayed below {SERVER_BOUND_CPU:.0f}% CPU in every measurement."
+        )
+    busiest = [
+        (med(cells[(c.id, n)].server_cpu), c.label, n)
+        for c in clients
+        for n in names
+        if cells[(c.id, n)].server_cpu
+    ]
+    if busiest:
+        top = max(busiest, key=lambda x: x[0] or 0)
+        lines.append(
+            f"- busiest server measurement: {top[0]:.0f}% CPU ({top[1]}, {SCENARIOS[top[2]].title})."
+        )
+    if lost_rows:
+        lines += ["", "## Messages lost", ""]
+        lines.append(
+            "Rows marked ‡ did not deliver every message the server sent before its close frame "
+            "(their rate counts only the messages delivered):"
+        )
+        lines.append("")
+        lines += [f"- ‡ {x}" for x in lost_rows]
+    errors = [(c.label, n, e) for c in clients for n in names for e in cells[(c.id, n)].errors]
+    if errors:
+        lines += ["", "## Errors", ""]
+        lines += [f"- {label}, {n}: {e}" for label, n, e in errors]
+    lines.append("")
+    return "\n".join(lines)
+
+
+SHORT = {
+    "recv_text": "recv text",
+    "recv_json": "recv JSON dict",
+    "recv_struct": "recv JSON Struct",
+    "echo": "echo p50",
+    "send_text": "send text",
+    "recv_big": "recv 1 MiB",
+    "send_big": "send 1 MiB",
+    "idle_memory": "idle session",
+    "flood_memory": "flood peak",
+}
+
+
+def short(name: str) -> str:
+    return SHORT.get(name, name)
+
+
+def cell_text(cell: Cell, s: Scenario) -> str:
+    if cell.values:
+        return fmt(med(cell.values)) + (" ‡" if any(cell.lost) else "")
+    if cell.errors:
+        return "failed"
+    return "-"
+
+
+def chart(
+    path: Path,
+    env: dict[str, Any],
+    clients: list[Any],
+    names: list[str],
+    cells: dict[tuple[str, str], Cell],
+) -> None:
+    """Draw one horizontal bar panel per scenario: medians, with min-max whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    def compact(v: float, _pos: object = None) -> str:
+        if abs(v) >= 1e6:
+            return f"{v / 1e6:.3g}M"
+        if abs(v) >= 1e3:
+            return f"{v / 1e3:.3g}k"
+        return f"{v:.3g}"
+
+    cols = 3
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5.4 * cols, (0.3 * len(clients) + 1.3) * rows + 0.6), squeeze=False
+    )
+    for i, n in enumerate(names):
+        ax = axes[i // cols][i % cols]
+        s = SCENARIOS[n]
+        labels, mids, lo, hi, colors = [], [], [], [], []
+        for c in clients:
+            cell = cells[(c.id, n)]
+            if not cell.values:
+                continue
+            m = statistics.median(cell.values)
+            labels.append(c.label + (" (lost msgs)" if any(cell.lost) else ""))
+            mids.append(m)
+            lo.append(m - min(cell.values))
+            hi.append(max(cell.values) - m)
+            if c.id.startswith("streams"):
+                colors.append("#d9534f")
+            elif c.id == "raw":
+                colors.append("#999999")
+            else:
+                colors.append("#5b8cc9")
+        y = list(range(len(labels)))
+        ax.barh(y, mids, xerr=[lo, hi], color=colors, capsize=2, error_kw={"elinewidth": 0.8})
+        for yi, m, h in zip(y, mids, hi, strict=True):
+            ax.text(m + h, yi, " " + compact(m), va="center", ha="left", fontsize=7)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.xaxis.set_major_formatter(FuncFormatter(compact))
+        if mids:
+            ax.set_xlim(0, max(m + h for m, h in zip(mids, hi, strict=True)) * 1.22)
+        better = "higher" if s.higher else "lower"
+        ax.set_title(f"{s.title}\n({s.unit}, {better} is better)", fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    for j in range(len(names), rows * cols):
+        axes[j // cols][j % cols].axis("off")
+    fig.suptitle(
+        f"WebSocket clients on {env['python']}, {env['cpu']}, {env['date']}: "
+        f"median of {env['runs']} run(s), whiskers show min-max",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

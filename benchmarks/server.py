@@ -1,0 +1,212 @@
+"""Benchmark WebSocket server, run in its own process so that it is not the bottleneck.
+
+It uses picows (compiled) on 127.0.0.1, with uvloop when installed. The port is chosen by the
+system and printed on the first line of standard output as ``PORT <n>``. The scenario is chosen
+by the request path:
+
+- ``/blast?n=N&size=S&kind=text|binary|json|json_struct``: send N messages as fast as the
+  socket accepts them (frames pre-built before the handshake answer, written in large chunks
+  with write flow control), then a close frame with code 1000.
+- ``/echo``: send every message back.
+- ``/sink?n=N``: receive N messages, then send one text message ``done N``.
+
+Run alone: ``python benchmarks/server.py`` and stop it with Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import signal
+import struct
+import sys
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import picows
+from _common import json_payload, text_payload
+
+CHUNK = 256 * 1024
+CLOSE_1000 = b"\x88\x02\x03\xe8"
+
+
+def frame_header(opcode: int, length: int) -> bytes:
+    """Return the header of an unmasked, final server frame."""
+    first = 0x80 | opcode
+    if length < 126:
+        return struct.pack("!BB", first, length)
+    if length < 1 << 16:
+        return struct.pack("!BBH", first, 126, length)
+    return struct.pack("!BBQ", first, 127, length)
+
+
+def frame(opcode: int, payload: bytes) -> bytes:
+    return frame_header(opcode, len(payload)) + payload
+
+
+_cache: dict[tuple[int, int, str], list[bytes]] = {}
+
+
+def build_blast(n: int, size: int, kind: str) -> list[bytes]:
+    """Return the chunks to write for a blast: every frame, then the close frame."""
+    key = (n, size, kind)
+    chunks = _cache.get(key)
+    if chunks is not None:
+        return chunks
+    chunks = []
+    if kind == "binary":
+        # Same payload every time: share one frame (or one chunk of small frames).
+        one = frame(0x2, os.urandom(size))
+        if len(one) >= CHUNK:
+            chunks = [one] * n
+        else:
+            per = max(1, CHUNK // len(one))
+            full, rest = divmod(n, per)
+            block = one * per
+            chunks = [block] * full + ([one * rest] if rest else [])
+    else:
+        buf = bytearray()
+        for seq in range(n):
+            payload = (
+                json_payload(seq) if kind in ("json", "json_struct") else text_payload(seq, size)
+            )
+            buf += frame(0x1, payload)
+            if len(buf) >= CHUNK:
+                chunks.append(bytes(buf))
+                buf.clear()
+        if buf:
+            chunks.append(bytes(buf))
+    chunks.append(CLOSE_1000)
+    if len(_cache) > 16:
+        _cache.clear()
+    _cache[key] = chunks
+    return chunks
+
+
+class _Base(picows.WSListener):  # type: ignore[misc]
+    transport: Any = None
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+
+    def close_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> bool:
+        if frame.msg_type == picows.WSMsgType.CLOSE:
+            if not transport.is_close_frame_sent:
+                transport.send_close(picows.WSCloseCode.OK)
+            transport.disconnect()
+            return True
+        if frame.msg_type == picows.WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+            return True
+        return False
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+
+class Blast(_Base):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.i = 0
+        self.paused = False
+
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self.transport = transport
+        self.raw = transport.underlying_transport
+        self.raw.set_write_buffer_limits(high=4 * CHUNK, low=CHUNK)
+        self.pump()
+
+    def pump(self) -> None:
+        chunks, raw = self.chunks, self.raw
+        while not self.paused and self.i < len(chunks):
+            if raw.is_closing():
+                return
+            raw.write(chunks[self.i])
+            self.i += 1
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if frame.msg_type == picows.WSMsgType.CLOSE:
+            # Our close frame was written raw, so picows does not know about it.
+            transport.disconnect()
+            return
+        self.close_frame(transport, frame)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump()
+
+
+class Echo(_Base):
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if self.close_frame(transport, frame):
+            return
+        transport.send(frame.msg_type, frame.get_payload_as_bytes(), frame.fin)
+
+
+class Sink(_Base):
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        if self.close_frame(transport, frame):
+            return
+        if frame.fin:
+            self.count += 1
+            if self.count == self.n:
+                transport.send(picows.WSMsgType.TEXT, f"done {self.n}".encode())
+
+
+def route(request: picows.WSUpgradeRequest) -> picows.WSListener | None:
+    url = urlsplit(request.path.decode())
+    q = {k: v[0] for k, v in parse_qs(url.query).items()}
+    if url.path == "/blast":
+        return Blast(
+            build_blast(int(q.get("n", "1000")), int(q.get("size", "64")), q.get("kind", "text"))
+        )
+    if url.path == "/echo":
+        return Echo()
+    if url.path == "/sink":
+        return Sink(int(q.get("n", "1")))
+    return None
+
+
+async def main() -> None:
+    server = await picows.ws_create_server(
+        route,
+        "127.0.0.1",
+        0,
+        max_frame_size=64 * 1024 * 1024,
+        websocket_handshake_timeout=30,
+        backlog=2048,
+    )
+    port = server.sockets[0].getsockname()[1]
+    sys.stdout.write(f"PORT {port}\n")
+    sys.stdout.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with server:
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < min(hard, 8192):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
