@@ -6,7 +6,8 @@ Three background tasks run while a session is open:
   and hands the messages to :attr:`AsyncWebSocketSession.receive_stream`. When
   ``queue_size`` messages wait there it stops reading, so a slow consumer slows
   the peer down through TCP;
-- the writer sends what is put into :attr:`AsyncWebSocketSession.send_stream`;
+- the writer sends what is put into :attr:`AsyncWebSocketSession.send_stream`
+  (started the first time ``send_stream`` is used);
 - the keepalive task pings the peer and fails the connection when it stays
   silent.
 
@@ -29,6 +30,7 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.events import Message as WsprotoMessage
 from wsproto.frame_protocol import CloseReason
@@ -231,7 +233,7 @@ class AsyncWebSocketSession(TypedStreams):
         self._to_consumer, self.receive_stream = anyio.create_memory_object_stream[Message](
             queue_size
         )
-        self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
+        self._send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
             queue_size
         )
         # Outgoing bytes, in order, waiting for the flusher.
@@ -247,6 +249,7 @@ class AsyncWebSocketSession(TypedStreams):
         self._pings: dict[builtins.bytes, tuple[list[anyio.Event], float]] = {}
         self._closed = anyio.Event()
         self._error: HTTPXWSException | None = None
+        self._writer_wanted = False
         self._task_group: anyio.abc.TaskGroup | None = None
         # Statistics.
         self._messages_in = 0
@@ -266,6 +269,20 @@ class AsyncWebSocketSession(TypedStreams):
         self._closing_locally = False
         # Messages handed back by a typed stream that read ahead of its need.
         self._unread: list[Message] = []
+
+    @property
+    def send_stream(self) -> MemoryObjectSendStream[Message]:
+        """The sending channel: each ``str`` or ``bytes`` sent into it goes out as one message.
+
+        An anyio memory object stream bounded by ``queue_size``; the messages
+        go out in order. Closing it (every clone) starts the closing handshake
+        with code 1000.
+        """
+        if not self._writer_wanted:
+            self._writer_wanted = True
+            if self._task_group is not None:
+                self._task_group.start_soon(self._writer, name="streams writer")
+        return self._send_stream
 
     def _configure(
         self,
@@ -292,7 +309,8 @@ class AsyncWebSocketSession(TypedStreams):
         self._task_group = task_group
         task_group.start_soon(self._reader, name="streams reader")
         task_group.start_soon(self._flusher, name="streams flusher")
-        task_group.start_soon(self._writer, name="streams writer")
+        if self._writer_wanted:
+            task_group.start_soon(self._writer, name="streams writer")
         if self._keepalive_interval is not None:
             task_group.start_soon(self._keepalive, name="streams keepalive")
         return self
@@ -336,7 +354,7 @@ class AsyncWebSocketSession(TypedStreams):
                 for channel in (
                     self._to_consumer,
                     self.receive_stream,
-                    self.send_stream,
+                    self._send_stream,
                     self._from_producer,
                 ):
                     channel.close()
