@@ -626,6 +626,26 @@ async def test_protocol_error_sends_and_raises_1002(frames: list[bytes]) -> None
                 pass
 
 
+@pytest.mark.parametrize("bad", [build_frame(OP_TEXT, b"x", rsv2=True), b"\x81\x02\xff\xfe"])
+async def test_messages_before_an_error_are_answered_before_the_close(bad: bytes) -> None:
+    # Autobahn 3.2 / 6.x "strict": a message and a broken frame in one segment.
+    # The consumer's echo of the message reaches the peer before the Close frame.
+    async def script(peer: ScriptedPeer) -> None:
+        await peer.send_raw(text_frame("hello") + bad)
+        echo = await peer.receive_frame()
+        assert (echo.opcode, echo.payload) == (OP_TEXT, b"hello")
+        code, _ = await peer.receive_close()
+        assert code in (1002, 1007)
+        await peer.wait_eof()
+
+    async with scripted_server(script) as url, connect(url + "/", compression=None) as ws:
+        with pytest.raises(WebSocketDisconnect) as info:
+            async for message in ws:
+                assert isinstance(message, str)
+                await ws.send_text(message)
+        assert info.value.code in (1002, 1007)
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["one-write", "many-writes"])
 async def test_messages_before_an_error_are_all_delivered_first(split: bool) -> None:
     before = [text_frame("one"), build_frame(OP_BINARY, b"two"), text_frame("three" * 100)]
