@@ -638,11 +638,14 @@ async def test_messages_before_an_error_are_answered_before_the_close(bad: bytes
         assert code in (1002, 1007)
         await peer.wait_eof()
 
+    async def echo(ws: streams.AsyncWebSocketSession) -> None:
+        async for message in ws:
+            assert isinstance(message, str)
+            await ws.send_text(message)
+
     async with scripted_server(script) as url, connect(url + "/", compression=None) as ws:
         with pytest.raises(WebSocketDisconnect) as info:
-            async for message in ws:
-                assert isinstance(message, str)
-                await ws.send_text(message)
+            await echo(ws)
         assert info.value.code in (1002, 1007)
 
 
