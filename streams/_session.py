@@ -132,6 +132,27 @@ def _byte_stream_io(
     return read_stream, stream.write
 
 
+def as_event(message: Message) -> TextMessage | BytesMessage:
+    """Return ``message`` as the wsproto event httpx-ws's ``receive()`` returns."""
+    if isinstance(message, str):
+        return TextMessage(data=message)
+    return BytesMessage(data=message)
+
+
+def expect_text(message: Message) -> str:
+    """Return ``message`` if it is text, else raise :class:`WebSocketInvalidTypeReceived`."""
+    if not isinstance(message, str):
+        raise WebSocketInvalidTypeReceived(BytesMessage(data=message))
+    return message
+
+
+def expect_bytes(message: Message) -> builtins.bytes:
+    """Return ``message`` if it is binary, else raise :class:`WebSocketInvalidTypeReceived`."""
+    if isinstance(message, str):
+        raise WebSocketInvalidTypeReceived(TextMessage(data=message))
+    return message
+
+
 class SessionStatistics(msgspec.Struct, frozen=True):
     """Counters of a session, from :meth:`AsyncWebSocketSession.statistics`.
 
@@ -685,9 +706,7 @@ class AsyncWebSocketSession(TypedStreams):
         Cancelling is safe: a message is never lost.
         """
         message = await self._receive_message(timeout)
-        if isinstance(message, str):
-            return TextMessage(data=message)
-        return BytesMessage(data=message)
+        return as_event(message)
 
     async def receive_text(self, timeout: float | None = None) -> str:
         """Receive a text message.
@@ -708,9 +727,7 @@ class AsyncWebSocketSession(TypedStreams):
         Cancelling is safe: a message is never lost.
         """
         message = await self._receive_message(timeout)
-        if not isinstance(message, str):
-            raise WebSocketInvalidTypeReceived(BytesMessage(data=message))
-        return message
+        return expect_text(message)
 
     async def receive_bytes(self, timeout: float | None = None) -> builtins.bytes:
         """Receive a binary message.
@@ -731,9 +748,7 @@ class AsyncWebSocketSession(TypedStreams):
         Cancelling is safe: a message is never lost.
         """
         message = await self._receive_message(timeout)
-        if isinstance(message, str):
-            raise WebSocketInvalidTypeReceived(TextMessage(data=message))
-        return message
+        return expect_bytes(message)
 
     async def receive_json(self, timeout: float | None = None, mode: JSONMode = "text") -> Any:
         """Receive a JSON message, decoded with msgspec.

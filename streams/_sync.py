@@ -56,7 +56,13 @@ from ._exceptions import (
     WebSocketDecodeError,
     WebSocketInvalidTypeReceived,
 )
-from ._session import AsyncWebSocketSession, SessionStatistics
+from ._session import (
+    AsyncWebSocketSession,
+    SessionStatistics,
+    as_event,
+    expect_bytes,
+    expect_text,
+)
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -425,9 +431,7 @@ class WebSocketSession:
             WebSocketNetworkError: the network failed or the peer went silent.
         """
         message = self._next_message(timeout)
-        if isinstance(message, str):
-            return TextMessage(data=message)
-        return BytesMessage(data=message)
+        return as_event(message)
 
     def receive_text(self, timeout: float | None = None) -> str:
         """Receive a text message.
@@ -446,9 +450,7 @@ class WebSocketSession:
                 consumed; the exception's ``event`` holds it).
         """
         message = self._next_message(timeout)
-        if not isinstance(message, str):
-            raise WebSocketInvalidTypeReceived(BytesMessage(data=message))
-        return message
+        return expect_text(message)
 
     def receive_bytes(self, timeout: float | None = None) -> builtins.bytes:
         """Receive a binary message.
@@ -467,9 +469,7 @@ class WebSocketSession:
                 the exception's ``event`` holds it).
         """
         message = self._next_message(timeout)
-        if isinstance(message, str):
-            raise WebSocketInvalidTypeReceived(TextMessage(data=message))
-        return message
+        return expect_bytes(message)
 
     def receive_json(self, timeout: float | None = None, mode: JSONMode = "text") -> Any:
         """Receive a JSON message, decoded with msgspec.
