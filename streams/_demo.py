@@ -53,7 +53,9 @@ async def _feed_connection(stream: anyio.abc.SocketStream, duration: float) -> N
                 break
         await stream.send(ws.send(AcceptConnection()))
         rng = random.Random(7)
-        noise = [math.exp(rng.gauss(0, 0.0005)) for _ in range(4099)]
+        steps = [rng.gauss(0, 0.0005) for _ in range(4099)]
+        drift = sum(steps) / len(steps)  # centred, so prices wander without a trend
+        noise = [math.exp(step - drift) for step in steps]
         sizes = [rng.randrange(1, 500) for _ in range(4093)]
         prices = [100.0 + 50 * i for i in range(len(SYMBOLS))]
         seq = 0
