@@ -158,6 +158,10 @@ class _Detached(Exception):
     """The session's helper thread is gone (the ``with`` block was left)."""
 
 
+async def _run_callback(callback: Callable[[], None]) -> None:
+    callback()
+
+
 class WebSocketSession:
     """An open WebSocket session for threaded code: the methods of httpx-ws, blocking.
 
@@ -188,6 +192,7 @@ class WebSocketSession:
     def __init__(self, session: AsyncWebSocketSession, token: EventLoopToken) -> None:
         self._session = session
         self._token: EventLoopToken | None = token
+        self._portal: BlockingPortal | None = None
         self.subprotocol = session.subprotocol
         self.response = session.response
         limit = max(session.statistics().queue_size, 1)
@@ -236,15 +241,22 @@ class WebSocketSession:
                     self._cond.notify_all()
 
     def _poke(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` in the helper thread without waiting. Call with ``_cond`` held."""
+        """Run ``callback`` in the helper thread without waiting for it."""
         token = self._token
-        if token is not None:
-            # `run_sync_soon` is part of anyio's backend interface (the one
-            # `anyio.from_thread` is built on): it schedules and returns.
-            token.backend_class.run_sync_soon(callback, (), token.native_token)
+        if token is None:
+            return
+        run_sync_soon = getattr(token.backend_class, "run_sync_soon", None)
+        if run_sync_soon is not None:
+            # anyio >= 4.16: part of the backend interface `anyio.from_thread`
+            # is built on; it schedules and returns.
+            run_sync_soon(callback, (), token.native_token)
+        elif self._portal is not None:
+            # Older anyio: a task started through the portal, also without waiting.
+            self._portal.start_task_soon(_run_callback, callback)
 
     def _attach(self, portal: BlockingPortal) -> None:
         """Start the receiver and the sender in the helper thread (once, by ``connect``)."""
+        self._portal = portal
         self._background = portal.start_task_soon(self._run_background, name="streams sync")
 
     async def _run_background(self) -> None:
@@ -627,7 +639,7 @@ class WebSocketSession:
                 return
             self._sender_due = True
         # Wake the sender without waiting for it.
-        token.backend_class.run_sync_soon(self._wake_sender, (), token.native_token)
+        self._poke(self._wake_sender)
 
     def _wake_sender(self) -> None:
         self._wake.set()

@@ -483,6 +483,11 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
             except TimeoutError as exc:
                 raise httpcore.ReadTimeout(f"no data within {timeout} s") from exc
             except anyio.EndOfStream:
+                if self._closed:
+                    # aclose() ended the wait (before anyio 4.16, closing the
+                    # receiving end does not wake a waiting receiver; closing the
+                    # sending end does, with EndOfStream).
+                    raise httpcore.ReadError("the WebSocket stream is closed") from None
                 return b""
             except anyio.ClosedResourceError as exc:
                 raise httpcore.ReadError("the WebSocket stream is closed") from exc
