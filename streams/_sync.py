@@ -55,6 +55,7 @@ from ._exceptions import (
     HTTPXWSException,
     WebSocketDecodeError,
     WebSocketInvalidTypeReceived,
+    WebSocketUpgradeError,
 )
 from ._session import (
     AsyncWebSocketSession,
@@ -72,6 +73,7 @@ from ._types import (
     JSONMode,
     Message,
 )
+from .protocol import Handshake
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -885,6 +887,45 @@ def _async_hook(hook: Callable[[Any], Any]) -> Callable[[Any], Awaitable[None]]:
     return call
 
 
+class _UnusableTransport(TypeError):
+    """The client's transport cannot be rebuilt as an async one."""
+
+
+def _refuse_early(
+    client: httpx.Client,
+    url: httpx.URL | str,
+    subprotocols: list[str] | None,
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+) -> None:
+    """Send the upgrade request through ``client`` itself, to report a refusal.
+
+    A client whose transport cannot carry a session (a mock, WSGI or custom
+    transport) can still tell that the server refuses the upgrade, as
+    httpx-ws reports it: raise :class:`WebSocketUpgradeError` for any answer
+    but a valid ``101``, and return otherwise (the caller then raises its
+    ``TypeError``).
+    """
+    handshake = Handshake(
+        subprotocols=subprotocols,
+        compression=options["compression"],
+        max_message_size=options["max_message_size_bytes"],
+    )
+    kwargs = dict(kwargs)
+    headers = httpx.Headers(kwargs.pop("headers", None))
+    headers.update(handshake.request_headers())
+    with client.stream("GET", http_url(url), headers=headers, **kwargs) as response:
+        if response.status_code == 101:
+            stream = response.extensions.get("network_stream")
+            if stream is not None:
+                stream.close()
+            return
+        response.read()
+        raise WebSocketUpgradeError(
+            response, f"WebSocket upgrade failed: expected HTTP 101, got {response.status_code}"
+        )
+
+
 def _async_transport(transport: httpx.BaseTransport) -> httpx.AsyncHTTPTransport:
     """An :class:`httpx.AsyncHTTPTransport` with the settings of a standard ``HTTPTransport``.
 
@@ -899,7 +940,7 @@ def _async_transport(transport: httpx.BaseTransport) -> httpx.AsyncHTTPTransport
             (a mock, WSGI or custom transport), or its settings cannot be read.
     """
     if type(transport) is not httpx.HTTPTransport:
-        raise TypeError(
+        raise _UnusableTransport(
             f"connect_ws cannot use an httpx.Client whose transport is "
             f"{type(transport).__module__}.{type(transport).__qualname__}: the session "
             "runs on an httpx.AsyncClient built from the client's settings, and only a "
@@ -1102,12 +1143,12 @@ class WebSocketClient(Generic[SyncSession]):
             WebSocketUpgradeError: the server refused the upgrade or answered
                 with an invalid one; the exception carries the response.
             httpx.HTTPError: the request itself failed, as raised by httpx.
-            TypeError: the client has a transport that cannot be used (see
-                :func:`connect_ws`).
+            TypeError: the client has a transport that cannot carry a session
+                (see :func:`connect_ws`); a server refusing the upgrade through
+                such a transport still gives ``WebSocketUpgradeError``.
 
         An exception raised inside the ``with`` block comes out as itself.
         """
-        make_client, target = _client_factory(self.client, url)
         options: dict[str, Any] = {
             "max_message_size_bytes": self.max_message_size_bytes,
             "queue_size": self.queue_size,
@@ -1116,6 +1157,12 @@ class WebSocketClient(Generic[SyncSession]):
             "close_timeout": self.close_timeout,
             "compression": self.compression,
         }
+        try:
+            make_client, target = _client_factory(self.client, url)
+        except _UnusableTransport:
+            assert self.client is not None
+            _refuse_early(self.client, url, subprotocols, kwargs, options)
+            raise
         opened = _open(make_client, target, subprotocols, kwargs, options)
         with anyio.from_thread.start_blocking_portal(
             self.backend, name=f"streams {target.host}:{target.port or ''}"

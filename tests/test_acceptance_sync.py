@@ -447,13 +447,6 @@ def test_refused_upgrade_body_is_readable(websockets_url: str, client: httpx.Cli
     assert info.value.response.text == "rejected\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="connect_ws rebuilds an httpx.AsyncClient from the httpx.Client and refuses a client "
-    "with a custom transport (MockTransport) with TypeError, where the reference's idiom "
-    "expects the refused upgrade to raise WebSocketUpgradeError",
-)
 def test_upgrade_refused_through_a_mock_transport() -> None:
     with (
         httpx.Client(

@@ -588,7 +588,8 @@ class TestClientConfiguration:
             assert client.cookies.get("session") == "abc"
 
     def test_a_custom_transport_is_refused_with_a_clear_type_error(self, echo_url: str) -> None:
-        transport = httpx.MockTransport(lambda request: httpx.Response(200))
+        # The transport accepts the upgrade, but cannot carry the session.
+        transport = httpx.MockTransport(lambda request: httpx.Response(101))
         with (
             httpx.Client(transport=transport) as client,
             pytest.raises(TypeError, match="MockTransport"),
@@ -596,10 +597,22 @@ class TestClientConfiguration:
         ):
             pass
 
+    def test_a_refusal_through_a_custom_transport_is_an_upgrade_error(self, echo_url: str) -> None:
+        # As with httpx-ws: the refused upgrade is reported with its response.
+        transport = httpx.MockTransport(lambda request: httpx.Response(403, text="no"))
+        with (
+            httpx.Client(transport=transport) as client,
+            pytest.raises(WebSocketUpgradeError) as info,
+            connect_ws(echo_url, client),
+        ):
+            pass
+        assert info.value.response.status_code == 403
+        assert info.value.response.text == "no"
+
     def test_a_custom_transport_mounted_for_other_urls_is_left_out(
         self, echo_url: str, backend: Any
     ) -> None:
-        transport = httpx.MockTransport(lambda request: httpx.Response(200))
+        transport = httpx.MockTransport(lambda request: httpx.Response(101))
         with httpx.Client(mounts={"all://example.invalid": transport}) as client:
             with connect_ws(echo_url, client, backend=backend) as ws:
                 ws.send_text("ok")
