@@ -553,10 +553,7 @@ class AsyncWebSocketSession(TypedStreams):
                         pass
                 except Exception:
                     pass
-        try:
-            await self.stream.aclose()
-        except Exception:
-            pass
+        await self._close_stream()
         if protocol.state is not CloseState.CLOSED:
             # The reader stopped (cancelled) before the closing handshake ended.
             protocol.receive_eof()
@@ -832,11 +829,7 @@ class AsyncWebSocketSession(TypedStreams):
                 self._set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
                 # Nothing more can be sent: drop the connection, which ends the reader.
                 self._protocol.receive_eof()
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self.stream.aclose()
-                    except Exception:
-                        pass
+                await self._close_stream()
         finally:
             # Cancelled, frames still queued stay queued: _finish() writes them.
             self._flusher_done = True
@@ -1072,15 +1065,19 @@ class AsyncWebSocketSession(TypedStreams):
             if not self._closed.is_set():
                 await self._abort()
 
-    async def _abort(self) -> None:
-        """Drop the connection now."""
-        if self._protocol.close_code is None:
-            self._protocol.receive_eof()
+    async def _close_stream(self) -> None:
+        """Close the network stream, even when cancelled; its errors no longer matter."""
         with anyio.CancelScope(shield=True):
             try:
                 await self.stream.aclose()
             except Exception:
                 pass
+
+    async def _abort(self) -> None:
+        """Drop the connection now."""
+        if self._protocol.close_code is None:
+            self._protocol.receive_eof()
+        await self._close_stream()
         self._to_consumer.close()
         self._closed.set()
 
