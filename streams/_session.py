@@ -36,9 +36,9 @@ from wsproto.events import Message as WsprotoMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from ._codec import decode_json, encode_json, encode_json_text
 from ._exceptions import (
     HTTPXWSException,
-    WebSocketDecodeError,
     WebSocketDisconnect,
     WebSocketInvalidTypeReceived,
     WebSocketKeepaliveTimeout,
@@ -83,8 +83,6 @@ _FAILURE_GRACE = 1.0
 _SENDABLE_CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
 )
-_json_encoder = msgspec.json.Encoder()
-_json_decoder = msgspec.json.Decoder()
 
 
 def _byte_stream_io(
@@ -773,10 +771,7 @@ class AsyncWebSocketSession(TypedStreams):
             data = await self.receive_bytes(timeout)
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
-        try:
-            return _json_decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            raise WebSocketDecodeError(data, str(exc)) from exc
+        return decode_json(data)
 
     # ------------------------------------------------------------------- sending
     #
@@ -944,11 +939,10 @@ class AsyncWebSocketSession(TypedStreams):
         Cancelling is safe: the message is queued before any wait, so it is sent even if
         the call is cancelled while waiting for room.
         """
-        encoded = _json_encoder.encode(data)
         if mode == "text":
-            await self.send_text(encoded.decode())
+            await self.send_text(encode_json_text(data))
         elif mode == "binary":
-            await self.send_bytes(encoded)
+            await self.send_bytes(encode_json(data))
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
 
