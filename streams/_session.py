@@ -18,19 +18,23 @@ one write.
 
 from __future__ import annotations
 
+import asyncio.trsock
 import builtins
+import collections
 import logging
+import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Self, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import msgspec
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.events import Message as WsprotoMessage
 from wsproto.frame_protocol import CloseReason
@@ -44,6 +48,7 @@ from ._exceptions import (
     WebSocketKeepaliveTimeout,
     WebSocketNetworkError,
 )
+from ._feed import TransportFeed, take_over
 from ._stream import TypedStreams
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -85,10 +90,54 @@ _SENDABLE_CLOSE_CODES = frozenset(
 )
 
 
-def _byte_stream_io(
-    stream: AsyncNetworkStream,
-) -> tuple[Callable[[int], Awaitable[builtins.bytes]], Callable[[builtins.bytes], Awaitable[None]]]:
-    """Return the read and write functions of a network stream.
+class _StreamIO(NamedTuple):
+    read: Callable[[int], Awaitable[Any]]
+    write: Callable[[builtins.bytes], Awaitable[None]]
+    #: Writes what it can of a frame at once, without waiting; returns how
+    #: many bytes it took. Only safe when nothing else is waiting to be written.
+    write_now: Callable[[builtins.bytes], int] | None = None
+    feed: TransportFeed | None = None
+
+
+def _channel_state(
+    send: MemoryObjectSendStream[Message], receive: MemoryObjectReceiveStream[Message]
+) -> Any:
+    """Return the state shared by an anyio memory stream's two ends, or ``None``.
+
+    Handing messages over one ``send_nowait``/``receive_nowait`` pair at a
+    time costs as much as parsing them. When the state has the shape this
+    module knows (anyio 4), the session moves messages in and out of its
+    buffer in bulk, doing what those two methods do; waiting senders and
+    receivers, and any other shape, go through anyio's methods.
+    """
+    state = getattr(send, "_state", None)
+    if (
+        state is not None
+        and getattr(receive, "_state", None) is state
+        and isinstance(getattr(state, "buffer", None), collections.deque)
+        and isinstance(getattr(state, "waiting_receivers", None), dict)
+        and isinstance(getattr(state, "waiting_senders", None), dict)
+        and isinstance(getattr(state, "max_buffer_size", None), (int, float))
+        and isinstance(getattr(state, "open_receive_channels", None), int)
+        and getattr(send, "_closed", None) is False
+        and getattr(receive, "_closed", None) is False
+    ):
+        return state
+    return None
+
+
+class _Leftover:
+    """Messages parsed by ``_on_data`` that the reader task must deliver from ``index`` on."""
+
+    __slots__ = ("index", "messages")
+
+    def __init__(self, messages: list[Message], index: int) -> None:
+        self.messages = messages
+        self.index = index
+
+
+def _byte_stream_io(stream: AsyncNetworkStream) -> _StreamIO:
+    """Return how to read and write a network stream.
 
     httpcore's network stream of an upgraded HTTP/1.1 connection wraps an
     anyio byte stream, and each of its reads and writes enters a cancel scope
@@ -97,37 +146,79 @@ def _byte_stream_io(
     response headers); any other stream (the ASGI test transport, a custom
     transport's) is used through its own methods.
 
+    On a plain (not TLS) TCP connection there is more:
+
+    - on asyncio, the transport is read through a :class:`TransportFeed`,
+      which parses each chunk as it arrives (see :meth:`AsyncWebSocketSession._on_data`);
+    - on POSIX, ``write_now`` writes to the socket's descriptor (see
+      :meth:`AsyncWebSocketSession._queue`).
+
     Read functions return ``b""`` at the end of the stream; errors are the
     underlying stream's.
     """
     inner = getattr(stream, "_stream", None)
     byte_stream = getattr(inner, "_stream", None)
-    if (
+    if not (
         type(stream).__name__ == "AsyncHTTP11UpgradeStream"
         and type(inner).__name__ == "AnyIOStream"
         and isinstance(byte_stream, anyio.abc.ByteStream)
         and isinstance(getattr(stream, "_leading_data", None), bytes)
     ):
-        leading: builtins.bytes = stream._leading_data  # type: ignore[attr-defined]
-        stream._leading_data = b""  # type: ignore[attr-defined]
-        receive = byte_stream.receive
 
-        async def read(max_bytes: int) -> builtins.bytes:
-            nonlocal leading
-            if leading:
-                data, leading = leading, b""
-                return data
+        async def read_stream(max_bytes: int) -> builtins.bytes:
+            return await stream.read(max_bytes)
+
+        return _StreamIO(read_stream, stream.write)
+
+    leading: builtins.bytes = stream._leading_data  # type: ignore[attr-defined]
+    stream._leading_data = b""  # type: ignore[attr-defined]
+    if not isinstance(byte_stream, anyio.abc.SocketStream):
+        return _StreamIO(_anyio_read(byte_stream, leading), byte_stream.send)
+
+    write_fd: Callable[[builtins.bytes], int] | None = None
+    raw = byte_stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    # uvloop's pseudo-socket keeps its descriptor number after the transport
+    # closed it: no direct writes there.
+    if os.name == "posix" and isinstance(raw, (socket.socket, asyncio.trsock.TransportSocket)):
+        fileno = raw.fileno
+
+        def write_fd(frame: builtins.bytes) -> int:
+            # Every write of the stream returns once its bytes are in the
+            # kernel (anyio's asyncio transports have a write buffer limit of
+            # 0 and their writes wait for it to empty), so a write here cannot
+            # overtake one. A closed socket's fileno() is -1: a descriptor
+            # number reused by another socket is never written.
+            fd = fileno()
+            if fd < 0:
+                return 0
             try:
-                return await receive(max_bytes)
-            except anyio.EndOfStream:
-                return b""
+                return os.write(fd, frame)
+            except (BlockingIOError, InterruptedError):
+                return 0
 
-        return read, byte_stream.send
+    feed = take_over(byte_stream, leading)
+    if feed is not None:
+        return _StreamIO(feed.read, byte_stream.send, write_fd, feed)
+    return _StreamIO(_anyio_read(byte_stream, leading), byte_stream.send, write_fd)
 
-    async def read_stream(max_bytes: int) -> builtins.bytes:
-        return await stream.read(max_bytes)
 
-    return read_stream, stream.write
+def _anyio_read(
+    byte_stream: anyio.abc.ByteStream, leading: builtins.bytes
+) -> Callable[[int], Awaitable[builtins.bytes]]:
+    """Return a read function of an anyio byte stream that returns ``leading`` first."""
+    receive = byte_stream.receive
+
+    async def read(max_bytes: int) -> builtins.bytes:
+        nonlocal leading
+        if leading:
+            data, leading = leading, b""
+            return data
+        try:
+            return await receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+
+    return read
 
 
 def as_event(message: Message) -> TextMessage | BytesMessage:
@@ -237,7 +328,12 @@ class AsyncWebSocketSession(TypedStreams):
         subprotocol: str | None = None,
     ) -> None:
         self.stream = stream
-        self._read, self._write = _byte_stream_io(stream)
+        io = _byte_stream_io(stream)
+        self._read = io.read
+        self._write = io.write
+        self._write_now = io.write_now
+        if io.feed is not None:
+            io.feed.on_data = self._on_data
         self.response = response
         if subprotocol is None and response is not None:
             subprotocol = response.headers.get("sec-websocket-protocol")
@@ -252,6 +348,7 @@ class AsyncWebSocketSession(TypedStreams):
         self._to_consumer, self.receive_stream = anyio.create_memory_object_stream[Message](
             queue_size
         )
+        self._channel = _channel_state(self._to_consumer, self.receive_stream)
         self._send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
             queue_size
         )
@@ -262,6 +359,12 @@ class AsyncWebSocketSession(TypedStreams):
         self._flush_pending = False
         self._drained: anyio.Event | None = None
         self._writing = False
+        # A frame was written by _queue() itself since the last read.
+        self._wrote_directly = False
+        # The reader waits until queued answers to pings are written.
+        self._must_drain = False
+        # False once every receive_stream clone was closed.
+        self._delivering = True
         self._flusher_done = False
         self._write_failed = False
         # Pings waiting for their pong, oldest first: payload -> (waiters, sent at).
@@ -428,9 +531,6 @@ class AsyncWebSocketSession(TypedStreams):
     async def _reader(self) -> None:
         protocol = self._protocol
         read = self._read
-        to_consumer = self._to_consumer
-        send_nowait = to_consumer.send_nowait
-        delivering = True
         try:
             while True:
                 try:
@@ -440,78 +540,165 @@ class AsyncWebSocketSession(TypedStreams):
                         self._set_error(WebSocketNetworkError(f"read failed: {exc!r}"), exc)
                         protocol.receive_eof()
                     break
-                if not data:
+                if isinstance(data, _Leftover):
+                    # Parsed by _on_data, which could not finish it.
+                    messages, index = data.messages, data.index
+                elif data:
+                    messages, index = self._parse(data), 0
+                else:
                     protocol.receive_eof()
                     if not protocol.close_received and not protocol.failed:
                         self._set_error(WebSocketNetworkError("connection lost"))
                     break
-                self._reads += 1
-                self._bytes_in += len(data)
-                messages = protocol.receive_data(data)
-                if protocol._pongs:
-                    self._on_pongs(protocol.pongs_received())
-                if protocol._out:
-                    self._queue(protocol.data_to_send())
-                    if self._out_size > _HIGH_WATER:
-                        # A peer that sends pings but does not read its pongs
-                        # is not read further until they are written.
-                        await self._drain()
-                if messages:
-                    self._messages_in += len(messages)
-                    if delivering:
-                        delivering = await self._deliver(messages, send_nowait)
-                if protocol.failure_pending:
-                    # The peer broke the protocol after sending these messages:
-                    # let the consumer take (and answer) them, then fail.
-                    if messages and delivering:
-                        await self._await_consumer()
-                    protocol.release_failure()
-                    self._queue(protocol.data_to_send())
-                if protocol.state is CloseState.CLOSED:
+                if not await self._settle(messages, index):
                     break
         finally:
-            to_consumer.close()
+            self._to_consumer.close()
             with anyio.CancelScope(shield=True):
                 await self._finish()
 
-    async def _deliver(self, messages: list[Message], send_nowait: Any) -> bool:
-        """Hand messages to the consumer; return False if nobody will ever read them.
+    def _parse(self, data: builtins.bytes) -> list[Message]:
+        """Parse bytes from the network, queue the answers to its control frames."""
+        protocol = self._protocol
+        self._reads += 1
+        self._bytes_in += len(data)
+        self._wrote_directly = False
+        messages = protocol.receive_data(data)
+        if protocol._pongs:
+            self._on_pongs(protocol.pongs_received())
+        if protocol._out:
+            self._queue(protocol.data_to_send())
+            # A peer that sends pings but does not read its pongs is not read
+            # further until they are written.
+            self._must_drain = self._out_size > _HIGH_WATER
+        if messages:
+            self._messages_in += len(messages)
+        return messages
 
-        Messages go into the channel without yielding to the event loop while
-        there is room; only a full channel makes the reader wait.
+    async def _settle(self, messages: list[Message], index: int) -> bool:
+        """Do what follows a parse: deliver ``messages[index:]``, fail, or see the end.
+
+        Returns:
+            False once the connection is closed.
         """
+        protocol = self._protocol
+        if self._must_drain:
+            self._must_drain = False
+            await self._drain()
+        if messages and self._delivering:
+            self._delivering = await self._deliver(messages, index)
+        if protocol.failure_pending:
+            # The peer broke the protocol after sending these messages:
+            # let the consumer take (and answer) them, then fail.
+            if messages and self._delivering:
+                await self._await_consumer()
+            protocol.release_failure()
+            self._queue(protocol.data_to_send())
+        return protocol.state is not CloseState.CLOSED
+
+    def _on_data(self, data: builtins.bytes) -> _Leftover | None:
+        """Parse bytes as they arrive, while the reader task waits (see :class:`TransportFeed`).
+
+        Returns:
+            ``None`` when everything that follows the parse is done; else what
+            the reader task must still do (a full channel, a failure, the end).
+        """
+        messages = self._parse(data)
+        protocol = self._protocol
         index = 0
+        if (
+            not self._must_drain
+            and not protocol.failure_pending
+            and protocol.state is not CloseState.CLOSED
+        ):
+            if not messages or not self._delivering:
+                return None
+            try:
+                index = self._push(messages, 0)
+            except anyio.BrokenResourceError:
+                self._delivering = self._abandoned()
+                return None
+            if index == len(messages):
+                return None
+        return _Leftover(messages, index)
+
+    def _push(self, messages: list[Message], index: int) -> int:
+        """Put ``messages[index:]`` in the receive channel, as many as fit without waiting.
+
+        Returns:
+            The index of the first message left out (``len(messages)`` if none).
+
+        Raises:
+            anyio.BrokenResourceError: every receive_stream clone is closed.
+        """
         count = len(messages)
-        while index < count:
+        state = self._channel
+        if state is None or self._to_consumer._closed:
+            send_nowait = self._to_consumer.send_nowait
             try:
                 while index < count:
                     send_nowait(messages[index])
                     index += 1
             except anyio.WouldBlock:
-                if self._closing_locally:
-                    # This side is closing and the consumer is not reading:
-                    # waiting for it would stall the closing handshake. Drop
-                    # the rest (a close from the peer drops nothing).
-                    self._dropped += count - index
-                    return True
-                self._paused = True
-                self._pauses += 1
-                try:
-                    with anyio.CancelScope() as scope:
-                        self._delivery_scope = scope
-                        await self._to_consumer.send(messages[index])
-                except anyio.BrokenResourceError:
-                    return self._abandoned()
-                finally:
-                    self._paused = False
-                    self._delivery_scope = None
-                if scope.cancelled_caught:
-                    self._dropped += count - index
-                    return True
-                index += 1
+                pass
+            return index
+        if not state.open_receive_channels:
+            raise anyio.BrokenResourceError
+        if state.waiting_receivers:
+            # A receiver waits, so the buffer is empty: anyio hands it the first.
+            send_nowait = self._to_consumer.send_nowait
+            try:
+                while index < count and state.waiting_receivers:
+                    send_nowait(messages[index])
+                    index += 1
+            except anyio.WouldBlock:
+                return index
+        buffer = state.buffer
+        room = state.max_buffer_size - len(buffer)
+        if room >= count - index:
+            buffer.extend(messages[index:] if index else messages)
+            return count
+        if room > 0:
+            end = index + int(room)
+            buffer.extend(messages[index:end])
+            return end
+        return index
+
+    async def _deliver(self, messages: list[Message], index: int) -> bool:
+        """Hand ``messages[index:]`` to the consumer; return False if nobody will ever read them.
+
+        Messages go into the channel without yielding to the event loop while
+        there is room; only a full channel makes the reader wait.
+        """
+        count = len(messages)
+        while True:
+            try:
+                index = self._push(messages, index)
             except anyio.BrokenResourceError:
                 return self._abandoned()
-        return True
+            if index == count:
+                return True
+            if self._closing_locally:
+                # This side is closing and the consumer is not reading:
+                # waiting for it would stall the closing handshake. Drop
+                # the rest (a close from the peer drops nothing).
+                self._dropped += count - index
+                return True
+            self._paused = True
+            self._pauses += 1
+            try:
+                with anyio.CancelScope() as scope:
+                    self._delivery_scope = scope
+                    await self._to_consumer.send(messages[index])
+            except anyio.BrokenResourceError:
+                return self._abandoned()
+            finally:
+                self._paused = False
+                self._delivery_scope = None
+            if scope.cancelled_caught:
+                self._dropped += count - index
+                return True
+            index += 1
 
     def _abandoned(self) -> bool:
         # Every receive_stream clone was closed: keep the connection (control
@@ -607,8 +794,8 @@ class AsyncWebSocketSession(TypedStreams):
             return
         raise error
 
-    async def _receive_batch(self) -> list[Message]:
-        """Return every message available now, waiting for one if there is none.
+    async def _receive_batch(self, limit: int = 0) -> list[Message]:
+        """Return every message available now (at most ``limit`` if given), waiting for one.
 
         Returns:
             At least one message; an empty list once the session ended normally.
@@ -620,10 +807,23 @@ class AsyncWebSocketSession(TypedStreams):
         Cancelling is safe: no message is lost.
         """
         if self._unread:
-            batch = self._unread
-            self._unread = []
+            if 0 < limit < len(self._unread):
+                batch = self._unread[:limit]
+                del self._unread[:limit]
+            else:
+                batch = self._unread
+                self._unread = []
             return batch
         stream = self.receive_stream
+        state = self._channel
+        if state is not None and state.buffer and not state.waiting_senders and not stream._closed:
+            # What a receive_nowait() per message does, in one go.
+            buffer = state.buffer
+            if 0 < limit < len(buffer):
+                return [buffer.popleft() for _ in range(limit)]
+            batch = list(buffer)
+            buffer.clear()
+            return batch
         try:
             batch = [await stream.receive()]
         except (anyio.EndOfStream, anyio.ClosedResourceError):
@@ -631,9 +831,11 @@ class AsyncWebSocketSession(TypedStreams):
             return []
         receive_nowait = stream.receive_nowait
         append = batch.append
+        left = limit - 1 if limit > 0 else -1
         try:
-            while True:
+            while left:
                 append(receive_nowait())
+                left -= 1
         except (anyio.WouldBlock, anyio.EndOfStream):
             pass
         return batch
@@ -645,6 +847,14 @@ class AsyncWebSocketSession(TypedStreams):
         """Return the next message; a normal close ends the iteration, an abnormal one raises."""
         if self._unread:
             return self._unread.pop(0)
+        state = self._channel
+        if state is not None and state.buffer and not state.waiting_senders:
+            # What receive_nowait() does, while the stream is open (a closed
+            # receive_stream raises below).
+            stream = self.receive_stream
+            if not stream._closed:
+                message: Message = state.buffer.popleft()
+                return message
         stream = self.receive_stream
         try:
             return stream.receive_nowait()
@@ -661,7 +871,18 @@ class AsyncWebSocketSession(TypedStreams):
 
     def _unread_batch(self, messages: list[Message]) -> None:
         """Put messages back in front: the next receive of any kind returns them first."""
-        if messages:
+        if not messages:
+            return
+        state = self._channel
+        if (
+            state is not None
+            and not self._unread
+            and not state.waiting_receivers
+            and not self.receive_stream._closed
+        ):
+            # In front of the channel itself, where receive_stream finds them too.
+            state.buffer.extendleft(reversed(messages))
+        else:
             self._unread[:0] = messages
 
     async def _receive_message(self, timeout: float | None) -> Message:
@@ -781,7 +1002,33 @@ class AsyncWebSocketSession(TypedStreams):
     # more than _HIGH_WATER bytes wait: then it waits until they are written.
 
     def _queue(self, frame: builtins.bytes) -> None:
-        """Queue bytes for the network, after everything queued before."""
+        """Queue bytes for the network, after everything queued before.
+
+        On a plain TCP connection with nothing queued or being written, the
+        first frame after each read (or after the flusher's last turn) is
+        written to the socket at once, without waiting for the flusher's turn
+        in the event loop: what a reply to a message wants. The next frames
+        are queued and go out together, one write per burst.
+        """
+        write_now = self._write_now
+        if (
+            write_now is not None
+            and not self._out
+            and not self._writing
+            and not self._wrote_directly
+        ):
+            try:
+                written = write_now(frame)
+            except (OSError, RuntimeError):
+                # Let the stream's own write raise it, as the flusher's.
+                self._write_now = None
+                written = 0
+            if written:
+                self._bytes_out += written
+                if written == len(frame):
+                    self._wrote_directly = True
+                    return
+                frame = frame[written:]
         self._out.append(frame)
         self._out_size += len(frame)
         if not self._flush_pending:
@@ -802,6 +1049,7 @@ class AsyncWebSocketSession(TypedStreams):
                 await self._flush_wanted.wait()
                 self._flush_wanted = anyio.Event()
                 self._flush_pending = False
+                self._wrote_directly = False
                 while self._out:
                     chunks = self._out
                     size = self._out_size
@@ -820,14 +1068,17 @@ class AsyncWebSocketSession(TypedStreams):
             self._out = []
             self._out_size = 0
             self._write_failed = True
+            self._write_now = None
             if self._protocol.state is not CloseState.CLOSED:
                 self._set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
                 # Nothing more can be sent: drop the connection, which ends the reader.
                 self._protocol.receive_eof()
                 await self._close_stream()
         finally:
-            # Cancelled, frames still queued stay queued: _finish() writes them.
+            # Cancelled, frames still queued stay queued: _finish() writes them,
+            # after what a cancelled write may have left in the transport.
             self._flusher_done = True
+            self._write_now = None
             if self._drained is not None:
                 self._drained.set()
                 self._drained = None
@@ -1061,6 +1312,7 @@ class AsyncWebSocketSession(TypedStreams):
 
     async def _close_stream(self) -> None:
         """Close the network stream, even when cancelled; its errors no longer matter."""
+        self._write_now = None
         with anyio.CancelScope(shield=True):
             try:
                 await self.stream.aclose()

@@ -364,7 +364,7 @@ class WebSocketSession:
                 self._room = anyio.Event()
                 continue
             try:
-                batch = await session._receive_batch()
+                batch = await session._receive_batch(limit - len(pending))
             except HTTPXWSException:
                 batch = []  # the session ended abnormally: its end error says how
             with cond:

@@ -1,0 +1,328 @@
+"""The session's fast paths behave like the plain ones.
+
+- On asyncio, a plain TCP connection is read by a `TransportFeed` (``streams._feed``) that
+  parses each chunk inside the transport's callback; tested here on its own over a real
+  socket, and through the session against scripted peers.
+- The first frame after a read is written at once, without the flusher (``write_now``):
+  frames must stay in order whatever is still being written.
+- Messages move in and out of the receive channel in bulk: the same run through anyio's
+  per-message methods (the fallback when the channel's state is not the known shape) must
+  give the same result.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+
+import streams
+from streams import _feed, _session
+from tests import servers
+from tests.peers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_TEXT,
+    ScriptedPeer,
+    accept_key,
+    build_frame,
+    close_payload,
+    scripted_server,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+# --------------------------------------------------------------------------- TransportFeed
+
+
+@asynccontextmanager
+async def tcp_pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.SocketStream]]:
+    """A connected (client, server) pair of anyio socket streams on 127.0.0.1."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    async with listener:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        accepted: list[anyio.abc.SocketStream] = []
+        ready = anyio.Event()
+
+        async def accept(stream: anyio.abc.SocketStream) -> None:
+            accepted.append(stream)
+            ready.set()
+            await anyio.sleep_forever()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(listener.serve, accept)
+            client = await anyio.connect_tcp("127.0.0.1", port)
+            await ready.wait()
+            async with client, accepted[0]:
+                yield client, accepted[0]
+            group.cancel_scope.cancel()
+
+
+async def read_until(feed: _feed.TransportFeed, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = await feed.read()
+        assert chunk, "the stream ended early"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_feed_returns_leading_bytes_then_what_anyio_had_read_then_new_data() -> None:
+    with anyio.fail_after(5):
+        async with tcp_pair() as (client, server):
+            await server.send(b"abcdef")
+            # anyio keeps what does not fit in a read for the next one.
+            assert await client.receive(2) == b"ab"
+            feed = _feed.take_over(client, b"LEAD")
+            assert feed is not None
+            assert await feed.read() == b"LEAD"
+            assert await feed.read() == b"cdef"
+            await server.send(b"more")
+            assert await read_until(feed, 4) == b"more"
+            # Writes still go through the anyio stream.
+            await client.send(b"to server")
+            assert await server.receive() == b"to server"
+            await server.aclose()
+            assert await feed.read() == b""
+            assert await feed.read() == b""
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_feed_gives_chunks_to_on_data_and_queues_what_it_returns() -> None:
+    seen: list[bytes] = []
+    leftover = object()
+
+    def on_data(data: bytes) -> Any:
+        seen.append(data)
+        return leftover if data.endswith(b"!") else None
+
+    with anyio.fail_after(5):
+        async with tcp_pair() as (client, server):
+            feed = _feed.take_over(client, b"")
+            assert feed is not None
+            feed.on_data = on_data
+            async with anyio.create_task_group() as group:
+                results: list[Any] = []
+
+                async def reader() -> None:
+                    results.append(await feed.read())
+
+                group.start_soon(reader)
+                await server.send(b"handled")
+                await server.send(b"left over!")
+            # on_data handled the first chunk (read() went on waiting) and
+            # handed back the second, which read() returned.
+            assert b"".join(seen).startswith(b"handled")
+            assert results == [leftover]
+            assert not feed.transport.is_reading()  # paused until the next read()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_feed_raises_what_on_data_raised_as_the_read_error() -> None:
+    def on_data(data: bytes) -> Any:
+        raise ValueError("parser bug")
+
+    with anyio.fail_after(5):
+        async with tcp_pair() as (client, server):
+            feed = _feed.take_over(client, b"")
+            assert feed is not None
+            feed.on_data = on_data
+            async with anyio.create_task_group() as group:
+
+                async def send_later() -> None:
+                    await server.send(b"x")
+
+                group.start_soon(send_later)
+                with pytest.raises(ValueError, match="parser bug"):
+                    await feed.read()
+
+
+async def test_feed_takes_no_stream_but_anyio_asyncio_socket_streams(anyio_backend: str) -> None:
+    async with tcp_pair() as (client, _server):
+        feed = _feed.take_over(client, b"")
+        assert (feed is not None) is (anyio_backend == "asyncio")
+        assert _feed.take_over(object(), b"") is None
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_feed_is_not_installed_on_a_stream_at_its_end() -> None:
+    with anyio.fail_after(5):
+        async with tcp_pair() as (client, server):
+            await server.send(b"last")
+            await server.aclose()
+            assert await client.receive() == b"last"
+            with pytest.raises(anyio.EndOfStream):
+                await client.receive()
+            assert _feed.take_over(client, b"") is None
+
+
+# --------------------------------------------------------------------------- through the session
+
+
+def handshake_response(peer: ScriptedPeer) -> bytes:
+    key = peer.header("Sec-WebSocket-Key") or ""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(key)}\r\n\r\n"
+    ).encode()
+
+
+async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order() -> None:
+    first = [f"early {i}" for i in range(50)]
+    later = [f"later {i}" for i in range(50)]
+
+    async def script(peer: ScriptedPeer) -> None:
+        frames = b"".join(build_frame(OP_TEXT, text.encode()) for text in first)
+        await peer.send_raw(handshake_response(peer) + frames)
+        assert await peer.receive_message() == "ready"
+        for text in later:
+            await peer.send_frame(OP_TEXT, text.encode())
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    received: list[str | bytes] = []
+    with anyio.fail_after(10):
+        async with (
+            scripted_server(script, handshake=False) as url,
+            streams.aconnect_ws(url + "/", keepalive_ping_interval_seconds=None) as ws,
+        ):
+            for _ in first:
+                received.append(await ws.receive_text())
+            await ws.send_text("ready")
+            async for message in ws:
+                received.append(message)
+    assert received == first + later
+
+
+async def test_frames_stay_in_order_while_a_large_one_is_being_written() -> None:
+    # The big frame is more than the socket takes at once: the first write
+    # takes part of it, the rest is queued, and the replies queue behind it.
+    big = random.Random(1).randbytes(16 * 1024 * 1024)
+    ticks = 20
+
+    async def script(peer: ScriptedPeer) -> None:
+        for i in range(ticks):
+            await peer.send_frame(OP_TEXT, f"tick {i}".encode())
+        assert await peer.receive_message(timeout=10) == big
+        for i in range(ticks):
+            assert await peer.receive_message() == f"reply {i}"
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(20):
+        async with scripted_server(script) as url:
+            async with streams.aconnect_ws(
+                url + "/", compression=None, keepalive_ping_interval_seconds=None
+            ) as ws:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(ws.send_bytes, big)
+                    for i in range(ticks):
+                        assert await ws.receive_text() == f"tick {i}"
+                        await ws.send_text(f"reply {i}")
+                async for _ in ws:
+                    pytest.fail("no message expected")
+            stats = ws.statistics()
+    frame_bytes = (2 + 8 + 4 + len(big)) + sum(2 + 4 + len(f"reply {i}") for i in range(ticks))
+    assert stats.bytes_sent == frame_bytes + 2 + 4 + 2  # and the close frame
+
+
+async def test_replies_written_at_once_are_counted_and_arrive(echo_url: str) -> None:
+    async with streams.aconnect_ws(
+        echo_url, compression=None, keepalive_ping_interval_seconds=None
+    ) as ws:
+        for i in range(200):
+            await ws.send_text(f"{i}" * (i % 7))
+            assert await ws.receive_text() == f"{i}" * (i % 7)
+        # A burst: the first frame may go at once, the others queue behind it.
+        for i in range(200):
+            await ws.send_bytes(bytes([i]) * i)
+        for i in range(200):
+            assert await ws.receive_bytes() == bytes([i]) * i
+        sent = sum(2 + 4 + (i % 7) * len(f"{i}") for i in range(200))
+        sent += sum((2 if i < 126 else 4) + 4 + i for i in range(200))
+        await ws.flush()
+        assert ws.statistics().bytes_sent == sent
+
+
+# ------------------------------------------------------------------ plain paths, same results
+
+
+async def consume_mixed(ws: streams.AsyncWebSocketSession) -> list[Any]:
+    out: list[Any] = []
+    out.append(await ws.receive_text())
+    async for message in ws:
+        out.append(message)
+        if len(out) == 300:
+            break
+    out.extend(await ws.text().take(700).collect())
+    out.append((await ws.receive()).data)
+    async for message in ws:
+        out.append(message)
+    return out
+
+
+@pytest.mark.parametrize("plain", ["feed", "channel", "both", "none"])
+async def test_fast_paths_off_give_the_same_messages(
+    plain: str, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
+) -> None:
+    if plain in ("channel", "both"):
+        monkeypatch.setattr(_session, "_channel_state", lambda send, receive: None)
+    if plain in ("feed", "both"):
+        monkeypatch.setattr(_session, "take_over", lambda stream, leading: None)
+    texts = [f"message {i} " + "x" * (i % 300) for i in range(3000)]
+
+    async def script(peer: ScriptedPeer) -> None:
+        for start in range(0, len(texts), 100):
+            await peer.send_raw(
+                b"".join(build_frame(OP_TEXT, t.encode()) for t in texts[start : start + 100])
+            )
+        await peer.send_frame(OP_BINARY, b"last")
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(20):
+        async with (
+            scripted_server(script) as url,
+            streams.aconnect_ws(
+                url + "/", queue_size=16, keepalive_ping_interval_seconds=None
+            ) as ws,
+        ):
+            got = await consume_mixed(ws)
+            assert ws.statistics().messages_queued == 0
+    assert got == [*texts, b"last"]
+
+
+async def test_receive_stream_gets_what_a_typed_stream_read_ahead_first() -> None:
+    texts = [f"message {i}" for i in range(1000)]
+
+    async def script(peer: ScriptedPeer) -> None:
+        await peer.send_raw(b"".join(build_frame(OP_TEXT, t.encode()) for t in texts))
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(10):
+        async with (
+            scripted_server(script) as url,
+            streams.aconnect_ws(url + "/", queue_size=2000) as ws,
+        ):
+            await servers.wait_until(lambda: ws.statistics().messages_received == 1000)
+            # take() reads a whole batch and hands back what it does not need.
+            assert await ws.text().take(10).collect() == texts[:10]
+            assert ws.statistics().messages_queued == 990
+            assert await ws.receive_stream.receive() == texts[10]
+            assert [m async for m in ws] == texts[11:]
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_session_reads_a_plain_connection_through_the_feed(echo_url: str) -> None:
+    async with streams.aconnect_ws(echo_url) as ws:
+        await ws.send_text("hello")
+        assert await ws.receive_text() == "hello"
+        assert isinstance(getattr(ws._read, "__self__", None), _feed.TransportFeed)
