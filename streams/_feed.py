@@ -80,6 +80,8 @@ class TransportFeed(asyncio.Protocol):
     # ------------------------------------------------------------- callbacks
 
     def data_received(self, data: bytes) -> None:
+        if type(data) is not bytes:  # the proactor loop may give a bytearray
+            data = bytes(data)
         item: Leftover = data
         on_data = self.on_data
         if on_data is not None and not self._items and self._waiter is not None:

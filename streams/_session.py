@@ -14,6 +14,19 @@ Three background tasks run while a session is open:
 Sends queue whole frames, in call order, for one flusher task that writes
 them: concurrent senders never interleave frames, and a burst of sends becomes
 one write.
+
+Two shortcuts keep a round trip short, each used only where it behaves like
+the plain path (``tests/test_fast_paths.py``):
+
+- on asyncio, a plain TCP connection is read through a
+  :class:`~streams._feed.TransportFeed`: each chunk is parsed and its messages
+  delivered inside the transport's callback, and the reader task only takes
+  over what must wait (a full channel, a protocol failure, the end);
+- the first frame after a read is written to the socket at once when nothing
+  else is queued or being written, without waiting for the flusher's turn.
+
+Messages go into and out of the receive channel's buffer in bulk (see
+:func:`_channel_state`).
 """
 
 from __future__ import annotations
@@ -96,6 +109,8 @@ class _StreamIO(NamedTuple):
     #: Writes what it can of a frame at once, without waiting; returns how
     #: many bytes it took. Only safe when nothing else is waiting to be written.
     write_now: Callable[[builtins.bytes], int] | None = None
+    #: How many bytes write_now took but left in a buffer of its own, if it can.
+    write_backlog: Callable[[], int] | None = None
     feed: TransportFeed | None = None
 
 
@@ -175,31 +190,51 @@ def _byte_stream_io(stream: AsyncNetworkStream) -> _StreamIO:
     if not isinstance(byte_stream, anyio.abc.SocketStream):
         return _StreamIO(_anyio_read(byte_stream, leading), byte_stream.send)
 
-    write_fd: Callable[[builtins.bytes], int] | None = None
+    write_fd = _fd_writer(byte_stream)
+    feed = take_over(byte_stream, leading)
+    if feed is not None:
+        if write_fd is not None:
+            return _StreamIO(feed.read, byte_stream.send, write_fd, None, feed)
+        # uvloop: write to the transport when its buffer is empty; what the
+        # kernel does not take stays there (write_backlog), ahead of the queue.
+        transport = feed.transport
+
+        def write_transport(frame: builtins.bytes) -> int:
+            if transport.get_write_buffer_size() or transport.is_closing():
+                return 0
+            transport.write(frame)
+            return len(frame)
+
+        return _StreamIO(
+            feed.read, byte_stream.send, write_transport, transport.get_write_buffer_size, feed
+        )
+    return _StreamIO(_anyio_read(byte_stream, leading), byte_stream.send, write_fd)
+
+
+def _fd_writer(byte_stream: anyio.abc.SocketStream) -> Callable[[builtins.bytes], int] | None:
+    """Return a function writing to the stream's socket descriptor, if there is a usable one."""
     raw = byte_stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
     # uvloop's pseudo-socket keeps its descriptor number after the transport
     # closed it: no direct writes there.
-    if os.name == "posix" and isinstance(raw, (socket.socket, asyncio.trsock.TransportSocket)):
-        fileno = raw.fileno
+    if os.name != "posix" or not isinstance(raw, (socket.socket, asyncio.trsock.TransportSocket)):
+        return None
+    fileno = raw.fileno
 
-        def write_fd(frame: builtins.bytes) -> int:
-            # Every write of the stream returns once its bytes are in the
-            # kernel (anyio's asyncio transports have a write buffer limit of
-            # 0 and their writes wait for it to empty), so a write here cannot
-            # overtake one. A closed socket's fileno() is -1: a descriptor
-            # number reused by another socket is never written.
-            fd = fileno()
-            if fd < 0:
-                return 0
-            try:
-                return os.write(fd, frame)
-            except (BlockingIOError, InterruptedError):
-                return 0
+    def write_fd(frame: builtins.bytes) -> int:
+        # Every write of the stream returns once its bytes are in the kernel
+        # (anyio's asyncio transports have a write buffer limit of 0 and their
+        # writes wait for it to empty), so a write here cannot overtake one. A
+        # closed socket's fileno() is -1: a descriptor number reused by another
+        # socket is never written.
+        fd = fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, frame)
+        except (BlockingIOError, InterruptedError):
+            return 0
 
-    feed = take_over(byte_stream, leading)
-    if feed is not None:
-        return _StreamIO(feed.read, byte_stream.send, write_fd, feed)
-    return _StreamIO(_anyio_read(byte_stream, leading), byte_stream.send, write_fd)
+    return write_fd
 
 
 def _anyio_read(
@@ -332,6 +367,7 @@ class AsyncWebSocketSession(TypedStreams):
         self._read = io.read
         self._write = io.write
         self._write_now = io.write_now
+        self._write_backlog = io.write_backlog
         if io.feed is not None:
             io.feed.on_data = self._on_data
         self.response = response
@@ -391,6 +427,8 @@ class AsyncWebSocketSession(TypedStreams):
         self._closing_locally = False
         # Messages handed back by a typed stream that read ahead of its need.
         self._unread: list[Message] = []
+        # Set when messages arrive (or the channel ends), for _next_message().
+        self._arrival: anyio.Event | None = None
 
     @property
     def send_stream(self) -> MemoryObjectSendStream[Message]:
@@ -554,6 +592,7 @@ class AsyncWebSocketSession(TypedStreams):
                     break
         finally:
             self._to_consumer.close()
+            self._wake_receivers()
             with anyio.CancelScope(shield=True):
                 await self._finish()
 
@@ -657,11 +696,13 @@ class AsyncWebSocketSession(TypedStreams):
         room = state.max_buffer_size - len(buffer)
         if room >= count - index:
             buffer.extend(messages[index:] if index else messages)
-            return count
-        if room > 0:
+            index = count
+        elif room > 0:
             end = index + int(room)
             buffer.extend(messages[index:end])
-            return end
+            index = end
+        if self._arrival is not None:
+            self._wake_receivers()
         return index
 
     async def _deliver(self, messages: list[Message], index: int) -> bool:
@@ -814,24 +855,28 @@ class AsyncWebSocketSession(TypedStreams):
                 batch = self._unread
                 self._unread = []
             return batch
-        stream = self.receive_stream
-        state = self._channel
-        if state is not None and state.buffer and not state.waiting_senders and not stream._closed:
-            # What a receive_nowait() per message does, in one go.
-            buffer = state.buffer
-            if 0 < limit < len(buffer):
-                return [buffer.popleft() for _ in range(limit)]
-            batch = list(buffer)
-            buffer.clear()
-            return batch
         try:
-            batch = [await stream.receive()]
+            first = await self._next_message()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._end_of_stream()
             return []
+        batch = [first]
+        if limit == 1:
+            return batch
+        left = limit - 1 if limit > 0 else -1
+        stream = self.receive_stream
+        state = self._channel
+        if state is not None and not state.waiting_senders and not stream._closed:
+            # What a receive_nowait() per message does, in one go.
+            buffer = state.buffer
+            if 0 < left < len(buffer):
+                batch += [buffer.popleft() for _ in range(left)]
+            else:
+                batch += buffer
+                buffer.clear()
+            return batch
         receive_nowait = stream.receive_nowait
         append = batch.append
-        left = limit - 1 if limit > 0 else -1
         try:
             while left:
                 append(receive_nowait())
@@ -840,31 +885,63 @@ class AsyncWebSocketSession(TypedStreams):
             pass
         return batch
 
+    async def _next_message(self) -> Message:
+        """Return the next message, waiting for one.
+
+        While the channel is empty this waits for the reader's signal, not in
+        ``receive_stream.receive()``, whose checkpoint before waiting would
+        cost a turn of the event loop on every round trip.
+
+        Raises:
+            anyio.EndOfStream: the channel ended.
+            anyio.ClosedResourceError: ``receive_stream`` was closed.
+        """
+        stream = self.receive_stream
+        state = self._channel
+        while True:
+            if self._unread:
+                return self._unread.pop(0)
+            if state is not None and state.buffer and not state.waiting_senders:
+                if stream._closed:
+                    raise anyio.ClosedResourceError
+                message: Message = state.buffer.popleft()
+                return message
+            try:
+                return stream.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            if state is None or state.max_buffer_size < 1:
+                return await stream.receive()
+            arrival = self._arrival
+            if arrival is None:
+                arrival = self._arrival = anyio.Event()
+            await arrival.wait()
+
+    def _wake_receivers(self) -> None:
+        """Wake the session's receive methods waiting in :meth:`_next_message`."""
+        arrival = self._arrival
+        if arrival is not None:
+            self._arrival = None
+            arrival.set()
+
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
 
     async def __anext__(self) -> Message:
         """Return the next message; a normal close ends the iteration, an abnormal one raises."""
-        if self._unread:
-            return self._unread.pop(0)
         state = self._channel
-        if state is not None and state.buffer and not state.waiting_senders:
-            # What receive_nowait() does, while the stream is open (a closed
-            # receive_stream raises below).
-            stream = self.receive_stream
-            if not stream._closed:
-                message: Message = state.buffer.popleft()
-                return message
-        stream = self.receive_stream
+        if (
+            state is not None
+            and state.buffer
+            and not self._unread
+            and not state.waiting_senders
+            and not self.receive_stream._closed
+        ):
+            # What receive_nowait() does (a closed receive_stream raises below).
+            message: Message = state.buffer.popleft()
+            return message
         try:
-            return stream.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._end_of_stream()
-            raise StopAsyncIteration from None
-        try:
-            return await stream.receive()
+            return await self._next_message()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._end_of_stream()
             raise StopAsyncIteration from None
@@ -884,20 +961,14 @@ class AsyncWebSocketSession(TypedStreams):
             state.buffer.extendleft(reversed(messages))
         else:
             self._unread[:0] = messages
+        self._wake_receivers()
 
     async def _receive_message(self, timeout: float | None) -> Message:
-        if self._unread:
-            return self._unread.pop(0)
-        stream = self.receive_stream
         try:
-            try:
-                return stream.receive_nowait()
-            except anyio.WouldBlock:
-                pass
             if timeout is None:
-                return await stream.receive()
+                return await self._next_message()
             with anyio.fail_after(timeout):
-                return await stream.receive()
+                return await self._next_message()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise self._end_error() from None
 
@@ -1027,8 +1098,15 @@ class AsyncWebSocketSession(TypedStreams):
                 self._bytes_out += written
                 if written == len(frame):
                     self._wrote_directly = True
-                    return
-                frame = frame[written:]
+                    backlog = self._write_backlog
+                    if backlog is None or not backlog():
+                        return
+                    # Part of it waits in the transport: an empty write makes
+                    # the flusher wait until it is out, so that flush() waits
+                    # for it too.
+                    frame = b""
+                else:
+                    frame = frame[written:]
         self._out.append(frame)
         self._out_size += len(frame)
         if not self._flush_pending:
@@ -1325,6 +1403,7 @@ class AsyncWebSocketSession(TypedStreams):
             self._protocol.receive_eof()
         await self._close_stream()
         self._to_consumer.close()
+        self._wake_receivers()
         self._closed.set()
 
     # ----------------------------------------------------------------- keepalive

@@ -201,7 +201,16 @@ async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order() ->
     assert received == first + later
 
 
-async def test_frames_stay_in_order_while_a_large_one_is_being_written() -> None:
+@pytest.fixture(params=["descriptor", "transport"])
+def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How frames are written at once: to the socket's descriptor, or (as on uvloop, whose
+    socket object has no usable descriptor) to the asyncio transport, when there is one."""
+    if request.param == "transport":
+        monkeypatch.setattr(_session, "_fd_writer", lambda stream: None)
+    return str(request.param)
+
+
+async def test_frames_stay_in_order_while_a_large_one_is_being_written(writer: str) -> None:
     # The big frame is more than the socket takes at once: the first write
     # takes part of it, the rest is queued, and the replies queue behind it.
     big = random.Random(1).randbytes(16 * 1024 * 1024)
@@ -233,7 +242,7 @@ async def test_frames_stay_in_order_while_a_large_one_is_being_written() -> None
     assert stats.bytes_sent == frame_bytes + 2 + 4 + 2  # and the close frame
 
 
-async def test_replies_written_at_once_are_counted_and_arrive(echo_url: str) -> None:
+async def test_replies_written_at_once_are_counted_and_arrive(echo_url: str, writer: str) -> None:
     async with streams.aconnect_ws(
         echo_url, compression=None, keepalive_ping_interval_seconds=None
     ) as ws:
