@@ -427,8 +427,10 @@ class AsyncWebSocketSession(TypedStreams):
         self._closing_locally = False
         # Messages handed back by a typed stream that read ahead of its need.
         self._unread: list[Message] = []
-        # Set when messages arrive (or the channel ends), for _next_message().
+        # Set when messages arrive (or the channel ends), for _next_message();
+        # made by the event loop's own Event class, without anyio's look-up.
         self._arrival: anyio.Event | None = None
+        self._new_event: Callable[[], anyio.Event] = type(self._closed)
 
     @property
     def send_stream(self) -> MemoryObjectSendStream[Message]:
@@ -914,7 +916,7 @@ class AsyncWebSocketSession(TypedStreams):
                 return await stream.receive()
             arrival = self._arrival
             if arrival is None:
-                arrival = self._arrival = anyio.Event()
+                arrival = self._arrival = self._new_event()
             await arrival.wait()
 
     def _wake_receivers(self) -> None:
