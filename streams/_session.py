@@ -141,6 +141,21 @@ def _channel_state(
     return None
 
 
+class _ReceiveStream(MemoryObjectReceiveStream[Message]):
+    """The session's receive_stream: closing it also wakes the session's receive methods.
+
+    They wait for the reader's signal, not in ``receive()`` (see
+    ``_next_message``), so anyio's own wake-up on close does not reach them.
+    """
+
+    on_close: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.on_close is not None:
+            self.on_close()
+
+
 class _Leftover:
     """Messages parsed by ``_on_data`` that the reader task must deliver from ``index`` on."""
 
@@ -381,10 +396,15 @@ class AsyncWebSocketSession(TypedStreams):
         self._keepalive_interval = keepalive_ping_interval_seconds
         self._keepalive_timeout = keepalive_ping_timeout_seconds
         self._close_timeout = close_timeout
-        self._to_consumer, self.receive_stream = anyio.create_memory_object_stream[Message](
-            queue_size
-        )
-        self._channel = _channel_state(self._to_consumer, self.receive_stream)
+        self._to_consumer, receive_stream = anyio.create_memory_object_stream[Message](queue_size)
+        self._channel = _channel_state(self._to_consumer, receive_stream)
+        if self._channel is not None:
+            # The same channel end, which also wakes _next_message() when closed.
+            own = _ReceiveStream(self._channel)
+            own.on_close = self._wake_receivers
+            receive_stream.close()
+            receive_stream = own
+        self.receive_stream: MemoryObjectReceiveStream[Message] = receive_stream
         self._send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
             queue_size
         )
@@ -684,6 +704,7 @@ class AsyncWebSocketSession(TypedStreams):
                 pass
             return index
         if not state.open_receive_channels:
+            self._wake_receivers()
             raise anyio.BrokenResourceError
         if state.waiting_receivers:
             # A receiver waits, so the buffer is empty: anyio hands it the first.

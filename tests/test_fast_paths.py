@@ -335,3 +335,40 @@ async def test_the_session_reads_a_plain_connection_through_the_feed(echo_url: s
         await ws.send_text("hello")
         assert await ws.receive_text() == "hello"
         assert isinstance(getattr(ws._read, "__self__", None), _feed.TransportFeed)
+
+
+@pytest.mark.parametrize("how", ["async for", "receive_text", "typed stream"])
+async def test_closing_receive_stream_wakes_a_waiting_receive(echo_url: str, how: str) -> None:
+    async with streams.aconnect_ws(echo_url) as ws:
+        ended = anyio.Event()
+        outcome: list[Any] = []
+
+        async def consume() -> None:
+            try:
+                if how == "async for":
+                    outcome.extend([m async for m in ws])
+                elif how == "receive_text":
+                    outcome.append(await ws.receive_text())
+                else:
+                    outcome.extend(await ws.text().collect())
+            except Exception as exc:
+                outcome.append(exc)
+            finally:
+                ended.set()
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as group:
+                group.start_soon(consume)
+                await servers.wait_until(
+                    lambda: (
+                        ws.receive_stream.statistics().tasks_waiting_receive > 0
+                        or ws._arrival is not None
+                    )
+                )
+                ws.receive_stream.close()
+                await ended.wait()
+    if how == "receive_text":
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], streams.WebSocketDisconnect)
+    else:
+        assert outcome == []  # the iteration ended quietly, as at a normal close
