@@ -128,7 +128,7 @@ class Flooder:
 
 
 async def test_flooding_server_is_slowed_down_and_memory_stays_bounded(server_url: str) -> None:
-    count = 300  # about 19 MiB
+    count = 700  # 44 MiB: more than the kernel's buffers take (tcp_rmem grows up to 32 MiB)
     conn_id = servers.new_id()
     record = servers.REGISTRY.record(conn_id)
     url = f"{server_url}/flood?n={count}&size={SIZE}&kind=binary&id={conn_id}"
@@ -218,7 +218,7 @@ async def test_leaving_the_block_with_a_full_queue_closes_the_real_server(
 ) -> None:
     conn_id = servers.new_id()
     record = servers.REGISTRY.record(conn_id)
-    url = f"{server_url}/flood?n=300&size={SIZE}&kind=binary&id={conn_id}"
+    url = f"{server_url}/flood?n=700&size={SIZE}&kind=binary&id={conn_id}"
     start = time.monotonic()
     async with connect(url) as ws:
         await servers.wait_until(lambda: record.blocked_for > BLOCKED)

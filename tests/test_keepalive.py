@@ -199,7 +199,9 @@ async def test_slow_consumer_of_a_flooding_live_peer_is_not_declared_dead(
 ) -> None:
     """The reader pauses for the consumer, so it cannot read the pongs: that is not death."""
     base = request.getfixturevalue(server)
-    count, size = 120, 65536
+    # 44 MiB: more than the kernel's buffers can take (loopback receive
+    # buffers grow up to tcp_rmem's maximum, 32 MiB here), so the server blocks.
+    count, size = 700, 65536
     conn_id = servers.new_id()
     record = servers.REGISTRY.record(conn_id)
     url = f"{base}/flood?n={count}&size={size}&kind=binary&id={conn_id}"
@@ -216,7 +218,7 @@ async def test_slow_consumer_of_a_flooding_live_peer_is_not_declared_dead(
 
 
 async def test_slow_consumer_of_a_scripted_flooder_is_not_declared_dead() -> None:
-    count, size = 300, 65536
+    count, size = 700, 65536  # more than the kernel's buffers take (see above)
     sent: list[int] = []
     send_started: list[float] = []
 
