@@ -383,6 +383,7 @@ class AsyncWebSocketSession(TypedStreams):
         self._write = io.write
         self._write_now = io.write_now
         self._write_backlog = io.write_backlog
+        self._feed = io.feed
         if io.feed is not None:
             io.feed.on_data = self._on_data
         self.response = response
@@ -794,6 +795,8 @@ class AsyncWebSocketSession(TypedStreams):
                 self._queue(data)
         # Frames still queued (a Close frame among them) go out first.
         await self._flush_last()
+        if self._feed is not None:
+            self._feed.on_data = None  # what still arrives is only read to the end
         if protocol.close_received and not protocol.failed:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             with anyio.move_on_after(self._close_timeout):
