@@ -64,6 +64,19 @@ async def tcp_pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.So
             group.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def fed(
+    on_data: Any,
+) -> AsyncIterator[tuple[_feed.TransportFeed, anyio.abc.SocketStream]]:
+    """A feed over the client end of a `tcp_pair`, with ``on_data``; and the server end."""
+    with anyio.fail_after(5):
+        async with tcp_pair() as (client, server):
+            feed = _feed.take_over(client, b"")
+            assert feed is not None
+            feed.on_data = on_data
+            yield feed, server
+
+
 async def read_until(feed: _feed.TransportFeed, size: int) -> bytes:
     data = b""
     while len(data) < size:
@@ -103,25 +116,21 @@ async def test_feed_gives_chunks_to_on_data_and_queues_what_it_returns() -> None
         seen.append(data)
         return leftover if data.endswith(b"!") else None
 
-    with anyio.fail_after(5):
-        async with tcp_pair() as (client, server):
-            feed = _feed.take_over(client, b"")
-            assert feed is not None
-            feed.on_data = on_data
-            async with anyio.create_task_group() as group:
-                results: list[Any] = []
+    async with fed(on_data) as (feed, server):
+        async with anyio.create_task_group() as group:
+            results: list[Any] = []
 
-                async def reader() -> None:
-                    results.append(await feed.read())
+            async def reader() -> None:
+                results.append(await feed.read())
 
-                group.start_soon(reader)
-                await server.send(b"handled")
-                await server.send(b"left over!")
-            # on_data handled the first chunk (read() went on waiting) and
-            # handed back the second, which read() returned.
-            assert b"".join(seen).startswith(b"handled")
-            assert results == [leftover]
-            assert not feed.transport.is_reading()  # paused until the next read()
+            group.start_soon(reader)
+            await server.send(b"handled")
+            await server.send(b"left over!")
+        # on_data handled the first chunk (read() went on waiting) and
+        # handed back the second, which read() returned.
+        assert b"".join(seen).startswith(b"handled")
+        assert results == [leftover]
+        assert not feed.transport.is_reading()  # paused until the next read()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -129,19 +138,14 @@ async def test_feed_raises_what_on_data_raised_as_the_read_error() -> None:
     def on_data(data: bytes) -> Any:
         raise ValueError("parser bug")
 
-    with anyio.fail_after(5):
-        async with tcp_pair() as (client, server):
-            feed = _feed.take_over(client, b"")
-            assert feed is not None
-            feed.on_data = on_data
-            async with anyio.create_task_group() as group:
+    async with fed(on_data) as (feed, server), anyio.create_task_group() as group:
 
-                async def send_later() -> None:
-                    await server.send(b"x")
+        async def send_later() -> None:
+            await server.send(b"x")
 
-                group.start_soon(send_later)
-                with pytest.raises(ValueError, match="parser bug"):
-                    await feed.read()
+        group.start_soon(send_later)
+        with pytest.raises(ValueError, match="parser bug"):
+            await feed.read()
 
 
 async def test_feed_takes_no_stream_but_anyio_asyncio_socket_streams(anyio_backend: str) -> None:
