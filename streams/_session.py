@@ -782,7 +782,10 @@ class AsyncWebSocketSession(TypedStreams):
             while used().current_buffer_used:
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 0.01)
-            await anyio.lowlevel.checkpoint()
+            # A few turns for the consumer to answer what it took (trio runs
+            # the tasks woken together in a random order).
+            for _ in range(4):
+                await anyio.lowlevel.checkpoint()
 
     async def _finish(self) -> None:
         """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
