@@ -1456,6 +1456,11 @@ class AsyncWebSocketSession(TypedStreams):
                 continue
             # No pong. Bytes that arrived, or a reader waiting for a slow
             # consumer (and so not reading the pong), show the peer is alive.
+            # A process that was not scheduled for a while wakes up with this
+            # deadline and the socket's bytes due together: let the reader
+            # take them before judging.
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
             if self._reads != reads or self._pauses != pauses or self._paused:
                 continue
             logger.debug("keepalive ping timeout: the peer is not answering")
