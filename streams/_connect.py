@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar, overload
 import httpx
 
 from ._exceptions import WebSocketUpgradeError
+from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
 from ._session import AsyncWebSocketSession
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -30,7 +31,7 @@ from .protocol import Handshake
 from .protocol._deflate import DeflateOptions
 from .protocol._handshake import HandshakeError
 
-__all__ = ["AsyncWebSocketClient", "aconnect_ws", "http_url"]
+__all__ = ["DEFAULT_COMPRESSION", "AsyncWebSocketClient", "aconnect_ws", "http_url"]
 
 logger = logging.getLogger("streams")
 
@@ -38,9 +39,6 @@ AsyncSession = TypeVar("AsyncSession", bound=AsyncWebSocketSession)
 
 _SCHEMES = {"ws": "http", "wss": "https"}
 _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-websocket-extensions")
-
-#: The compression offered by default: permessage-deflate with its defaults.
-DEFAULT_COMPRESSION = DeflateOptions()
 
 
 @functools.cache
@@ -111,13 +109,32 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ) -> None:
         self.client = client
-        self.max_message_size_bytes = max_message_size_bytes
-        self.queue_size = queue_size
-        self.keepalive_ping_interval_seconds = keepalive_ping_interval_seconds
-        self.keepalive_ping_timeout_seconds = keepalive_ping_timeout_seconds
         self.session_class = session_class
-        self.close_timeout = close_timeout
-        self.compression = compression
+        self.options = SessionOptions(
+            max_message_size_bytes=max_message_size_bytes,
+            queue_size=queue_size,
+            keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
+            keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
+            close_timeout=close_timeout,
+            compression=compression,
+        )
+
+    @classmethod
+    def _from_options(
+        cls, client: httpx.AsyncClient, options: SessionOptions, session_class: type[AsyncSession]
+    ) -> AsyncWebSocketClient[AsyncSession]:
+        self = cls.__new__(cls)
+        self.client = client
+        self.session_class = session_class
+        self.options = options
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # The options also read as attributes, as in earlier versions.
+        options = self.__dict__.get("options")
+        if options is not None and name in option_names():
+            return getattr(options, name)
+        raise AttributeError(name)
 
     @contextlib.asynccontextmanager
     async def connect(
@@ -143,10 +160,11 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
             httpx.HTTPError: the request itself failed (connection refused,
                 TLS verification, timeout...), as raised by httpx.
         """
+        options = self.options
         handshake = Handshake(
             subprotocols=subprotocols,
-            compression=self.compression,
-            max_message_size=self.max_message_size_bytes,
+            compression=options.compression,
+            max_message_size=options.max_message_size_bytes,
         )
         headers = httpx.Headers(kwargs.pop("headers", None))
         headers.update(handshake.request_headers())
@@ -177,16 +195,16 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
             )
             session = self.session_class(
                 response.extensions["network_stream"],
-                max_message_size_bytes=self.max_message_size_bytes,
-                queue_size=self.queue_size,
-                keepalive_ping_interval_seconds=self.keepalive_ping_interval_seconds,
-                keepalive_ping_timeout_seconds=self.keepalive_ping_timeout_seconds,
+                max_message_size_bytes=options.max_message_size_bytes,
+                queue_size=options.queue_size,
+                keepalive_ping_interval_seconds=options.keepalive_ping_interval_seconds,
+                keepalive_ping_timeout_seconds=options.keepalive_ping_timeout_seconds,
                 response=response,
             )
             # Given apart from the constructor, whose keywords are httpx-ws's,
             # so that a subclass overriding __init__ with them works.
             session._configure(
-                close_timeout=self.close_timeout,
+                options=options,
                 extensions=handshake.extensions,
                 subprotocol=handshake.subprotocol,
             )
@@ -287,16 +305,17 @@ def aconnect_ws(
         httpx.HTTPError: the request itself failed (connection refused, TLS
             verification, timeout...), as raised by httpx.
     """
-    options: dict[str, Any] = {
-        "max_message_size_bytes": max_message_size_bytes,
-        "queue_size": queue_size,
-        "keepalive_ping_interval_seconds": keepalive_ping_interval_seconds,
-        "keepalive_ping_timeout_seconds": keepalive_ping_timeout_seconds,
-        "session_class": session_class or AsyncWebSocketSession,
-        "close_timeout": close_timeout,
-        "compression": compression,
-    }
-    return _aconnect(url, client, subprotocols, options, kwargs)
+    options = SessionOptions(
+        max_message_size_bytes=max_message_size_bytes,
+        queue_size=queue_size,
+        keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
+        keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
+        close_timeout=close_timeout,
+        compression=compression,
+    )
+    return _aconnect(
+        url, client, subprotocols, options, session_class or AsyncWebSocketSession, kwargs
+    )
 
 
 @contextlib.asynccontextmanager
@@ -304,7 +323,8 @@ async def _aconnect(
     url: httpx.URL | str,
     client: httpx.AsyncClient | None,
     subprotocols: list[str] | None,
-    options: dict[str, Any],
+    options: SessionOptions,
+    session_class: type[AsyncWebSocketSession],
     kwargs: dict[str, Any],
 ) -> AsyncIterator[AsyncWebSocketSession]:
     async with contextlib.AsyncExitStack() as stack:
@@ -312,9 +332,7 @@ async def _aconnect(
             client = await stack.enter_async_context(
                 httpx.AsyncClient(verify=default_ssl_context())
             )
-        ws_client: AsyncWebSocketClient[AsyncWebSocketSession] = AsyncWebSocketClient(
-            client, **options
-        )
+        ws_client = AsyncWebSocketClient._from_options(client, options, session_class)
         session = await stack.enter_async_context(
             ws_client.connect(url, subprotocols=subprotocols, **kwargs)
         )

@@ -22,7 +22,8 @@ import anyio.abc
 import pytest
 
 import streams
-from streams import _feed, _session
+from streams._engine import _inbox
+from streams._io import _anyio_feed as _feed
 from tests import servers
 from tests.peers import (
     OP_BINARY,
@@ -210,7 +211,7 @@ def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     """How frames are written at once: to the socket's descriptor, or (as on uvloop, whose
     socket object has no usable descriptor) to the asyncio transport, when there is one."""
     if request.param == "transport":
-        monkeypatch.setattr(_session, "_fd_writer", lambda stream: None)
+        monkeypatch.setattr(_feed, "_fd_writer", lambda stream: None)
     return str(request.param)
 
 
@@ -286,9 +287,9 @@ async def test_fast_paths_off_give_the_same_messages(
     plain: str, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
     if plain in ("channel", "both"):
-        monkeypatch.setattr(_session, "_channel_state", lambda send, receive: None)
+        monkeypatch.setattr(_inbox, "channel_state", lambda send, receive: None)
     if plain in ("feed", "both"):
-        monkeypatch.setattr(_session, "take_over", lambda stream, leading: None)
+        monkeypatch.setattr(_feed, "take_over", lambda stream, leading: None)
     texts = [f"message {i} " + "x" * (i % 300) for i in range(3000)]
 
     async def script(peer: ScriptedPeer) -> None:
@@ -338,7 +339,7 @@ async def test_the_session_reads_a_plain_connection_through_the_feed(echo_url: s
     async with streams.aconnect_ws(echo_url) as ws:
         await ws.send_text("hello")
         assert await ws.receive_text() == "hello"
-        assert isinstance(getattr(ws._read, "__self__", None), _feed.TransportFeed)
+        assert isinstance(getattr(ws._engine.io.read, "__self__", None), _feed.TransportFeed)
 
 
 @pytest.mark.parametrize("how", ["async for", "receive_text", "typed stream"])
@@ -366,7 +367,7 @@ async def test_closing_receive_stream_wakes_a_waiting_receive(echo_url: str, how
                 await servers.wait_until(
                     lambda: (
                         ws.receive_stream.statistics().tasks_waiting_receive > 0
-                        or ws._arrival is not None
+                        or ws._engine.inbox._arrival is not None
                     )
                 )
                 ws.receive_stream.close()

@@ -18,11 +18,19 @@ stream closes the transport.
 from __future__ import annotations
 
 import asyncio
+import asyncio.trsock
+import os
+import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["TransportFeed", "take_over"]
+import anyio
+import anyio.abc
+
+from .._engine._io import ByteIO
+
+__all__ = ["TransportFeed", "anyio_io", "take_over"]
 
 #: What the session's callback returns for a chunk it could not finish: the
 #: chunk itself or what is left of it, for the reader task. ``None`` means done.
@@ -153,3 +161,106 @@ def take_over(byte_stream: Any, leading: bytes) -> TransportFeed | None:
     transport.pause_reading()
     transport.set_protocol(feed)
     return feed
+
+
+def anyio_io(stream: Any) -> ByteIO | None:
+    """Return how to read and write httpcore's upgraded stream over anyio, or ``None``.
+
+    httpcore's network stream of an upgraded HTTP/1.1 connection wraps an
+    anyio byte stream, and each of its reads and writes enters a cancel scope
+    and an exception-mapping block. When the stream is that one, read and
+    write the anyio stream underneath (after the bytes httpcore read past the
+    response headers). On a plain TCP connection on asyncio, the transport is
+    read through a :class:`TransportFeed`, and on POSIX ``write_now`` writes
+    to the socket's descriptor.
+    """
+    inner = getattr(stream, "_stream", None)
+    byte_stream = getattr(inner, "_stream", None)
+    if not (
+        type(stream).__name__ == "AsyncHTTP11UpgradeStream"
+        and type(inner).__name__ == "AnyIOStream"
+        and isinstance(byte_stream, anyio.abc.ByteStream)
+        and isinstance(getattr(stream, "_leading_data", None), bytes)
+    ):
+        return None
+    leading: bytes = stream._leading_data
+    stream._leading_data = b""
+    close = stream.aclose
+    if not isinstance(byte_stream, anyio.abc.SocketStream):
+        return ByteIO(_anyio_read(byte_stream, leading), byte_stream.send, close, name="anyio")
+    write_fd = _fd_writer(byte_stream)
+    feed = take_over(byte_stream, leading)
+    if feed is None:
+        return ByteIO(
+            _anyio_read(byte_stream, leading), byte_stream.send, close, write_fd, name="anyio"
+        )
+
+    def set_on_data(on_data: Callable[[bytes], Leftover] | None) -> None:
+        feed.on_data = on_data
+
+    if write_fd is not None:
+        return ByteIO(feed.read, byte_stream.send, close, write_fd, None, set_on_data, "feed")
+    # uvloop: write to the transport when its buffer is empty; what the
+    # kernel does not take stays there (write_backlog), ahead of the queue.
+    transport = feed.transport
+
+    def write_transport(frame: bytes) -> int:
+        if transport.get_write_buffer_size() or transport.is_closing():
+            return 0
+        transport.write(frame)
+        return len(frame)
+
+    return ByteIO(
+        feed.read,
+        byte_stream.send,
+        close,
+        write_transport,
+        transport.get_write_buffer_size,
+        set_on_data,
+        "feed",
+    )
+
+
+def _fd_writer(byte_stream: anyio.abc.SocketStream) -> Callable[[bytes], int] | None:
+    """Return a function writing to the stream's socket descriptor, if there is a usable one."""
+    raw = byte_stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    # uvloop's pseudo-socket keeps its descriptor number after the transport
+    # closed it: no direct writes there.
+    if os.name != "posix" or not isinstance(raw, (socket.socket, asyncio.trsock.TransportSocket)):
+        return None
+    fileno = raw.fileno
+
+    def write_fd(frame: bytes) -> int:
+        # Every write of the stream returns once its bytes are in the kernel
+        # (anyio's asyncio transports have a write buffer limit of 0 and their
+        # writes wait for it to empty), so a write here cannot overtake one. A
+        # closed socket's fileno() is -1: a descriptor number reused by another
+        # socket is never written.
+        fd = fileno()
+        if fd < 0:
+            return 0
+        try:
+            return os.write(fd, frame)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    return write_fd
+
+
+def _anyio_read(
+    byte_stream: anyio.abc.ByteStream, leading: bytes
+) -> Callable[[int], Awaitable[bytes]]:
+    """Return a read function of an anyio byte stream that returns ``leading`` first."""
+    receive = byte_stream.receive
+
+    async def read(max_bytes: int) -> bytes:
+        nonlocal leading
+        if leading:
+            data, leading = leading, b""
+            return data
+        try:
+            return await receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+
+    return read

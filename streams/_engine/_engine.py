@@ -1,0 +1,372 @@
+"""The engine: one connection's protocol core, reader, flusher and keepalive, run as anyio tasks.
+
+It drives the no-I/O protocol core (``streams/protocol/``) over the small I/O
+interface of :mod:`streams._engine._io`, and owns the tasks of a session:
+
+- the reader (:mod:`._reader`) reads, parses and hands messages to the inbox;
+- the flusher (:mod:`._outbox`) writes what the sends queued, one write per burst;
+- the keepalive (:mod:`._keepalive`) pings the peer and fails a silent connection;
+- the writer sends what is put into the session's ``send_stream``.
+
+It also runs the closing handshake and keeps the session's counters. It knows
+nothing of asyncio or trio, nor of typed streams.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from wsproto.frame_protocol import CloseReason
+
+from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetworkError
+from .._options import SessionOptions
+from .._types import Message
+from ..protocol import ClientProtocol, CloseState
+from ._inbox import Inbox
+from ._io import ByteIO
+from ._keepalive import run_keepalive
+from ._outbox import HIGH_WATER, Outbox
+from ._reader import READ_SIZE, Reader
+
+__all__ = ["NORMAL_CLOSE_CODES", "Engine"]
+
+logger = logging.getLogger("streams")
+
+#: Close codes that end iteration quietly: a normal close, "going away", or a
+#: Close frame with no status code.
+NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+
+
+class Engine:
+    """One open connection: the protocol core, the inbox, the outbox and their tasks.
+
+    Attributes:
+        io: the backend's reads and writes.
+        protocol: the protocol core.
+        inbox: received messages on their way to the consumer.
+        outbox: frames on their way to the network.
+        reader: the reader and its counters.
+        closed: set once the connection is closed.
+        error: what ended the session abnormally (network failure, keepalive), if anything.
+        messages_out: messages sent.
+        ping_rtt: the round-trip time of the last answered ping.
+    """
+
+    def __init__(self, io: ByteIO, protocol: ClientProtocol, options: SessionOptions) -> None:
+        self.io = io
+        self.protocol = protocol
+        self.options = options
+        self.inbox = Inbox(options.queue_size)
+        self.outbox = Outbox(io, self._write_failed)
+        self.reader = Reader(self)
+        self.closed = anyio.Event()
+        self.error: HTTPXWSException | None = None
+        self.messages_out = 0
+        self.ping_rtt: float | None = None
+        # Pings waiting for their pong, oldest first: payload -> (waiters, sent at).
+        self._pings: dict[bytes, tuple[list[anyio.Event], float]] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
+            options.queue_size
+        )
+        self._writer_wanted = False
+
+    # ------------------------------------------------------------- life cycle
+
+    @property
+    def started(self) -> bool:
+        """Whether the tasks run."""
+        return self._task_group is not None
+
+    async def start(self) -> None:
+        """Start the reader, the flusher, the keepalive (and the writer if wanted)."""
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        if self.io.set_on_data is not None:
+            self.io.set_on_data(self.reader.on_data)
+        task_group.start_soon(self.reader.run, name="streams reader")
+        task_group.start_soon(self.outbox.run, name="streams flusher")
+        if self._writer_wanted:
+            task_group.start_soon(self._writer, name="streams writer")
+        interval = self.options.keepalive_ping_interval_seconds
+        if interval is not None:
+            task_group.start_soon(
+                run_keepalive,
+                self,
+                interval,
+                self.options.keepalive_ping_timeout_seconds,
+                name="streams keepalive",
+            )
+
+    def want_writer(self) -> None:
+        """Start the task that sends what arrives in ``send_stream`` (once)."""
+        if not self._writer_wanted:
+            self._writer_wanted = True
+            if self._task_group is not None:
+                self._task_group.start_soon(self._writer, name="streams writer")
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Close (or, when cancelled, drop) the connection and stop the tasks.
+
+        The block's own exception is not handed to the task group, which
+        would wrap it in an exception group: it propagates as itself.
+        """
+        task_group = self._task_group
+        assert task_group is not None, "the session was not entered"
+        cancelled = isinstance(exc_val, anyio.get_cancelled_exc_class())
+        try:
+            with anyio.CancelScope(shield=True):
+                if not cancelled:
+                    await self.close(1000, None)
+                elif not self.closed.is_set():
+                    # Cancelled: the tasks are being cancelled too (perhaps
+                    # before they ever ran). Queue the Close frame; finish()
+                    # writes it, without waiting for the peer.
+                    self.inbox.closing = True
+                    data = self.protocol.send_close(CloseReason.NORMAL_CLOSURE)
+                    if data:
+                        self.outbox.queue(data)
+        finally:
+            task_group.cancel_scope.cancel()
+            try:
+                await task_group.__aexit__(None, None, None)
+            finally:
+                self._task_group = None
+                self.outbox.done = True
+                if not self.closed.is_set():
+                    with anyio.CancelScope(shield=True):
+                        await self.finish()
+                # The engine's own ends of the channels; clones handed to
+                # other tasks stay open until their owners close them.
+                self.inbox.close()
+                self.send_stream.close()
+                self._from_producer.close()
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once the connection is closed, else ``None``."""
+        if self.protocol.state is CloseState.CLOSED:
+            return self.protocol.close_code
+        return None
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once the connection is closed, else ``None``."""
+        if self.protocol.state is CloseState.CLOSED:
+            return self.protocol.close_reason
+        return None
+
+    # ---------------------------------------------------------------- errors
+
+    def set_error(self, error: HTTPXWSException, cause: BaseException | None = None) -> None:
+        """Keep the first error that ends the session abnormally."""
+        if self.error is None:
+            if cause is not None:
+                error.__cause__ = cause
+            self.error = error
+
+    def end_error(self) -> HTTPXWSException:
+        """The exception that reports the end of the session."""
+        if self.error is not None:
+            return self.error
+        protocol = self.protocol
+        code = protocol.close_code
+        if code is None:
+            return WebSocketDisconnect(CloseReason.NORMAL_CLOSURE, "")
+        return WebSocketDisconnect(code, protocol.close_reason)
+
+    def end_of_stream(self) -> None:
+        """Called when the receive channel ended: return for a normal close, else raise."""
+        error = self.end_error()
+        if isinstance(error, WebSocketDisconnect) and error.code in NORMAL_CLOSE_CODES:
+            return
+        raise error
+
+    def check_can_send(self) -> None:
+        """Raise the session's end if nothing more can be sent."""
+        if self.error is not None or not self.protocol.can_send or self.outbox.done:
+            raise self.end_error()
+
+    async def _write_failed(self, exc: Exception) -> None:
+        if self.protocol.state is not CloseState.CLOSED:
+            self.set_error(WebSocketNetworkError(f"write failed: {exc!r}"), exc)
+            # Nothing more can be sent: drop the connection, which ends the reader.
+            self.protocol.receive_eof()
+            await self.close_stream()
+
+    # --------------------------------------------------------------- sending
+
+    def send_message(self, message: Message) -> None:
+        """Queue a text or binary message (the caller checked it may send)."""
+        protocol = self.protocol
+        if isinstance(message, str):
+            self.outbox.queue(protocol.send_text(message))
+        else:
+            self.outbox.queue(protocol.send_bytes(message))
+        self.messages_out += 1
+
+    async def wait_for_room(self) -> None:
+        """Wait while more than ``HIGH_WATER`` bytes are queued."""
+        if self.outbox.size > HIGH_WATER:
+            await self.outbox.drain()
+
+    async def _writer(self) -> None:
+        """Send what arrives in send_stream; close the session when it ends."""
+        source = self._from_producer
+        async with source:
+            while True:
+                try:
+                    message = await source.receive()
+                except anyio.EndOfStream:
+                    break
+                try:
+                    while True:
+                        self.check_can_send()
+                        self.send_message(message)
+                        message = source.receive_nowait()
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    pass
+                except HTTPXWSException:
+                    return  # the session ended: nothing more can be sent
+                await self.wait_for_room()
+        if not self.closed.is_set():
+            await self.close(1000, None)
+
+    # ----------------------------------------------------------------- pings
+
+    async def ping(self, payload: bytes = b"") -> anyio.Event:
+        """Queue a Ping; return an event set by its pong (or a later one), or at the close."""
+        if not payload:
+            payload = secrets.token_bytes(8)
+        self.check_can_send()
+        frame = self.protocol.send_ping(payload)
+        event = anyio.Event()
+        entry = self._pings.get(payload)
+        if entry is None:
+            self._pings[payload] = ([event], time.monotonic())
+        else:
+            entry[0].append(event)
+        self.outbox.queue(frame)
+        return event
+
+    def on_pongs(self, payloads: list[bytes]) -> None:
+        """Wake the waiters of each pong's ping, and of every ping sent before it.
+
+        A peer answers pings in order (and may answer only the latest of
+        several), so a pong acknowledges the earlier pings too.
+        """
+        now = time.monotonic()
+        pings = self._pings
+        for payload in payloads:
+            if payload not in pings:
+                continue  # unsolicited, or for a ping already acknowledged
+            while pings:
+                sent, (waiters, sent_at) = next(iter(pings.items()))
+                del pings[sent]
+                for event in waiters:
+                    event.set()
+                if sent == payload:
+                    self.ping_rtt = now - sent_at
+                    break
+
+    # --------------------------------------------------------------- closing
+
+    async def close(self, code: int, reason: str | None) -> None:
+        """Send a Close frame and wait (bounded) for the end; then drop the connection."""
+        if self._task_group is None and not self.closed.is_set():
+            # Never started: nothing runs, close the stream directly.
+            try:
+                await self.io.close()
+            finally:
+                self.closed.set()
+            return
+        if not self.closed.is_set() and not self.outbox.done:
+            self.inbox.stop_waiting()
+            data = self.protocol.send_close(code, reason)
+            if data:
+                logger.debug("sending close: code=%s reason=%r", code, reason)
+                self.outbox.queue(data)
+        try:
+            with anyio.move_on_after(self.options.close_timeout):
+                await self.closed.wait()
+        finally:
+            if not self.closed.is_set():
+                await self.abort()
+
+    async def fail(self, error: HTTPXWSException, code: int) -> None:
+        """Fail the connection from this side: the error, a Close frame (briefly), the drop."""
+        self.set_error(error)
+        protocol = self.protocol
+        reason = str(error)
+        data = protocol.send_close(code, reason)
+        if data and not self.outbox.done:
+            self.outbox.queue(data)
+            with anyio.move_on_after(1):
+                await self.outbox.drain()
+        protocol.close_code = code
+        protocol.close_reason = reason
+        protocol.receive_eof()
+        await self.abort()
+
+    async def finish(self) -> None:
+        """After the last frame: wait (bounded) for the peer to close TCP, then close the stream."""
+        protocol = self.protocol
+        outbox = self.outbox
+        if protocol.state is CloseState.OPEN and not outbox.failed:
+            # The reader was stopped (cancelled) on an open connection: close it properly.
+            self.inbox.closing = True
+            data = protocol.send_close(CloseReason.NORMAL_CLOSURE)
+            if data:
+                outbox.queue(data)
+        # Frames still queued (a Close frame among them) go out first.
+        await outbox.flush_last(self.options.close_timeout)
+        if self.io.set_on_data is not None:
+            self.io.set_on_data(None)  # what still arrives is only read to the end
+        if protocol.close_received and not protocol.failed:
+            # RFC 6455 7.1.1: the server closes the TCP connection first.
+            with anyio.move_on_after(self.options.close_timeout):
+                try:
+                    while await self.io.read(READ_SIZE):
+                        pass
+                except Exception:
+                    pass
+        await self.close_stream()
+        if protocol.state is not CloseState.CLOSED:
+            # The reader stopped (cancelled) before the closing handshake ended.
+            protocol.receive_eof()
+        self.closed.set()
+        logger.debug(
+            "connection closed: code=%s reason=%r", protocol.close_code, protocol.close_reason
+        )
+        for waiters, _ in self._pings.values():
+            for event in waiters:
+                event.set()
+        self._pings.clear()
+
+    async def close_stream(self) -> None:
+        """Close the network stream, even when cancelled; its errors no longer matter."""
+        self.outbox.disable_write_now()
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.io.close()
+            except Exception:
+                pass
+
+    async def abort(self) -> None:
+        """Drop the connection now."""
+        if self.protocol.close_code is None:
+            self.protocol.receive_eof()
+        await self.close_stream()
+        self.inbox.end()
+        self.closed.set()

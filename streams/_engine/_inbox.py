@@ -1,0 +1,328 @@
+"""The inbox: received messages on their way to the consumer, through the bounded receive channel.
+
+The reader puts a whole read's messages into the channel at once; when
+``queue_size`` messages wait, it waits for the consumer (backpressure: the
+socket is not read meanwhile). The session's receive methods take messages
+out in bulk and wait for the reader's signal instead of in the channel's
+``receive()``, whose checkpoint before waiting would cost a turn of the event
+loop on every round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import anyio
+
+from .._types import Message
+from ._channel import ReceiveStream, channel_state, is_closed
+
+__all__ = ["Inbox"]
+
+logger = logging.getLogger("streams")
+
+
+class Inbox:
+    """The receive channel of a session, with the reader's and the consumer's side of it.
+
+    Attributes:
+        receive_stream: the consumer's end (``session.receive_stream``).
+        paused: whether the reader waits for room (backpressure).
+        pauses: how many times the reader waited for room (a sign of life for keepalive).
+        dropped: messages dropped because this side was closing with a full channel.
+        delivering: False once every receive end was closed (messages are then dropped).
+        closing: set by the engine when this side closes: a full channel then
+            drops what arrives rather than stall the closing handshake.
+    """
+
+    def __init__(self, queue_size: int) -> None:
+        self.queue_size = queue_size
+        self._to_consumer, receive_stream = anyio.create_memory_object_stream[Message](queue_size)
+        self._state = channel_state(self._to_consumer, receive_stream)
+        if self._state is not None:
+            # The same channel end, which also wakes next_message() when closed.
+            own = ReceiveStream(self._state)
+            own.on_close = self.wake
+            receive_stream.close()
+            receive_stream = own
+        self.receive_stream = receive_stream
+        self.paused = False
+        self.pauses = 0
+        self.dropped = 0
+        self.delivering = True
+        self.closing = False
+        # The reader's wait for room, cancelled when this side closes.
+        self._delivery_scope: anyio.CancelScope | None = None
+        # Messages handed back by a typed stream that read ahead of its need.
+        self._unread: list[Message] = []
+        # Set when messages arrive (or the channel ends), for next_message();
+        # made by the event loop's own Event class, without anyio's look-up.
+        self._arrival: anyio.Event | None = None
+        self._new_event: Callable[[], anyio.Event] | None = None
+        # Set when the consumer waits for a message (or leaves), for wait_consumer_idle().
+        self._asked: anyio.Event | None = None
+
+    # ------------------------------------------------------------ reader side
+
+    def push(self, messages: list[Message], index: int) -> int:
+        """Put ``messages[index:]`` in the channel, as many as fit without waiting.
+
+        Returns:
+            The index of the first message left out (``len(messages)`` if none).
+
+        Raises:
+            anyio.BrokenResourceError: every receive end is closed.
+        """
+        count = len(messages)
+        state = self._state
+        if state is None or is_closed(self._to_consumer):
+            send_nowait = self._to_consumer.send_nowait
+            try:
+                while index < count:
+                    send_nowait(messages[index])
+                    index += 1
+            except anyio.WouldBlock:
+                pass
+            return index
+        if not state.open_receive_channels:
+            self.wake()
+            raise anyio.BrokenResourceError
+        if state.waiting_receivers:
+            # A receiver waits, so the buffer is empty: anyio hands it the first.
+            send_nowait = self._to_consumer.send_nowait
+            try:
+                while index < count and state.waiting_receivers:
+                    send_nowait(messages[index])
+                    index += 1
+            except anyio.WouldBlock:
+                return index
+        buffer = state.buffer
+        room = state.max_buffer_size - len(buffer)
+        if room >= count - index:
+            buffer.extend(messages[index:] if index else messages)
+            index = count
+        elif room > 0:
+            end = index + int(room)
+            buffer.extend(messages[index:end])
+            index = end
+        if self._arrival is not None:
+            self.wake()
+        return index
+
+    def offer(self, messages: list[Message]) -> int:
+        """Put what fits of ``messages`` in the channel without waiting; return how many went in.
+
+        Once every receive end is closed, the messages are dropped (and
+        reported as taken).
+        """
+        if not self.delivering:
+            return len(messages)
+        try:
+            return self.push(messages, 0)
+        except anyio.BrokenResourceError:
+            self.delivering = self._abandoned()
+            return len(messages)
+
+    async def deliver(self, messages: list[Message], index: int) -> None:
+        """Hand ``messages[index:]`` to the consumer, waiting for room when the channel is full.
+
+        Only a full channel makes the reader wait. While this side is closing,
+        what does not fit is dropped instead (a close from the peer drops nothing).
+        """
+        if not self.delivering:
+            return
+        count = len(messages)
+        while True:
+            try:
+                index = self.push(messages, index)
+            except anyio.BrokenResourceError:
+                self.delivering = self._abandoned()
+                return
+            if index == count:
+                return
+            if self.closing:
+                self.dropped += count - index
+                return
+            self.paused = True
+            self.pauses += 1
+            try:
+                with anyio.CancelScope() as scope:
+                    self._delivery_scope = scope
+                    await self._to_consumer.send(messages[index])
+            except anyio.BrokenResourceError:
+                self.delivering = self._abandoned()
+                return
+            finally:
+                self.paused = False
+                self._delivery_scope = None
+            if scope.cancelled_caught:
+                self.dropped += count - index
+                return
+            index += 1
+
+    def stop_waiting(self) -> None:
+        """This side is closing: a reader waiting for room drops what it holds instead."""
+        self.closing = True
+        if self._delivery_scope is not None:
+            self._delivery_scope.cancel()
+
+    def _abandoned(self) -> bool:
+        # Every receive end was closed: the connection is kept (control frames
+        # are still answered) and what arrives is dropped.
+        logger.debug("receive stream closed by the consumer; discarding messages")
+        self._consumer_asked()
+        return False
+
+    async def wait_consumer_idle(self) -> None:
+        """Wait until the consumer took every waiting message and asks for the next, or left.
+
+        What the consumer does with a message (answer it, most often) is done
+        once it asks for the next one.
+        """
+        if not self.delivering or is_closed(self.receive_stream):
+            return
+        state = self._state
+        if not self._unread and (
+            self._arrival is not None or (state is not None and state.waiting_receivers)
+        ):
+            return
+        self._asked = asked = anyio.Event()
+        await asked.wait()
+
+    def _consumer_asked(self) -> None:
+        asked = self._asked
+        if asked is not None:
+            self._asked = None
+            asked.set()
+
+    @property
+    def waiting(self) -> int:
+        """How many messages wait in the channel."""
+        return self.receive_stream.statistics().current_buffer_used
+
+    def end(self) -> None:
+        """No more messages will come: the channel ends after those waiting."""
+        self._to_consumer.close()
+        self.wake()
+
+    def close(self) -> None:
+        """Close the session's own ends (clones handed out stay open)."""
+        self._to_consumer.close()
+        self.receive_stream.close()
+
+    # ---------------------------------------------------------- consumer side
+
+    def wake(self) -> None:
+        """Wake the receive methods waiting in :meth:`next_message`."""
+        arrival = self._arrival
+        if arrival is not None:
+            self._arrival = None
+            arrival.set()
+        if self._asked is not None and is_closed(self.receive_stream):
+            self._consumer_asked()
+
+    def take_now(self) -> Message | None:
+        """Return the next message if one can be taken at once in bulk mode, else ``None``."""
+        state = self._state
+        if (
+            state is not None
+            and state.buffer
+            and not self._unread
+            and not state.waiting_senders
+            and not is_closed(self.receive_stream)
+        ):
+            message: Message = state.buffer.popleft()
+            return message
+        return None
+
+    async def next_message(self) -> Message:
+        """Return the next message, waiting for one.
+
+        Raises:
+            anyio.EndOfStream: the channel ended.
+            anyio.ClosedResourceError: ``receive_stream`` was closed.
+        """
+        stream = self.receive_stream
+        state = self._state
+        while True:
+            if self._unread:
+                return self._unread.pop(0)
+            if state is not None and state.buffer and not state.waiting_senders:
+                if is_closed(stream):
+                    raise anyio.ClosedResourceError
+                message: Message = state.buffer.popleft()
+                return message
+            try:
+                return stream.receive_nowait()
+            except anyio.WouldBlock:
+                pass
+            if self._asked is not None:
+                self._consumer_asked()
+            if state is None or state.max_buffer_size < 1:
+                return await stream.receive()
+            arrival = self._arrival
+            if arrival is None:
+                if self._new_event is None:
+                    self._new_event = type(anyio.Event())
+                arrival = self._arrival = self._new_event()
+            await arrival.wait()
+
+    async def receive_batch(self, limit: int = 0) -> list[Message]:
+        """Return every message available now (at most ``limit`` if given), waiting for one.
+
+        Raises:
+            anyio.EndOfStream: the channel ended.
+            anyio.ClosedResourceError: ``receive_stream`` was closed.
+
+        Cancelling is safe: no message is lost.
+        """
+        if self._unread:
+            if 0 < limit < len(self._unread):
+                batch = self._unread[:limit]
+                del self._unread[:limit]
+            else:
+                batch = self._unread
+                self._unread = []
+            return batch
+        batch = [await self.next_message()]
+        if limit == 1:
+            return batch
+        left = limit - 1 if limit > 0 else -1
+        stream = self.receive_stream
+        state = self._state
+        if state is not None and not state.waiting_senders and not is_closed(stream):
+            # What a receive_nowait() per message does, in one go.
+            buffer = state.buffer
+            if 0 < left < len(buffer):
+                batch += [buffer.popleft() for _ in range(left)]
+            else:
+                batch += buffer
+                buffer.clear()
+            return batch
+        receive_nowait = stream.receive_nowait
+        append = batch.append
+        try:
+            while left:
+                append(receive_nowait())
+                left -= 1
+        except (anyio.WouldBlock, anyio.EndOfStream):
+            pass
+        return batch
+
+    def unread(self, messages: list[Message]) -> None:
+        """Put messages back in front: the next receive of any kind returns them first."""
+        if not messages:
+            return
+        state = self._state
+        if (
+            state is not None
+            and not self._unread
+            and not state.waiting_receivers
+            and not is_closed(self.receive_stream)
+        ):
+            # In front of the channel itself, where receive_stream finds them too.
+            state.buffer.extendleft(reversed(messages))
+        else:
+            self._unread[:0] = messages
+        self.wake()

@@ -1,0 +1,145 @@
+"""The reader: bytes from the network through the protocol core into the inbox.
+
+It reads, parses a whole read at a time, queues the answers to control frames
+(pongs, the Close) in the outbox and hands the messages to the inbox. When the
+backend can parse in its own callback as bytes arrive (``ByteIO.set_on_data``),
+the reader task only takes over what must wait: a full receive channel, a
+protocol failure to delay, answers to write first, the end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+from .._exceptions import WebSocketNetworkError
+from .._types import Message
+from ..protocol import CloseState
+from ._io import Leftover
+from ._outbox import HIGH_WATER
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+__all__ = ["FAILURE_GRACE", "READ_SIZE", "Reader"]
+
+#: The most bytes one read asks for.
+READ_SIZE = 262_144
+#: How long a connection the peer broke stays open for the consumer to take
+#: (and answer) the messages that came before the error, before the Close.
+FAILURE_GRACE = 1.0
+
+
+class Reader:
+    """Reads one connection for an :class:`Engine`.
+
+    Attributes:
+        reads: reads that returned bytes (a sign of life for keepalive).
+        bytes_in: bytes read, frames included.
+        messages_in: messages parsed.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._protocol = engine.protocol
+        self._inbox = engine.inbox
+        self._outbox = engine.outbox
+        self.reads = 0
+        self.bytes_in = 0
+        self.messages_in = 0
+        # A peer that pings without reading its pongs is not read further
+        # until they are written.
+        self._must_drain = False
+
+    async def run(self) -> None:
+        """The reader task: read until the end of the connection, then finish it."""
+        engine = self._engine
+        protocol = self._protocol
+        read = engine.io.read
+        try:
+            while True:
+                try:
+                    data = await read(READ_SIZE)
+                except Exception as exc:
+                    if protocol.state is not CloseState.CLOSED:
+                        engine.set_error(WebSocketNetworkError(f"read failed: {exc!r}"), exc)
+                        protocol.receive_eof()
+                    break
+                if isinstance(data, Leftover):
+                    messages, index = data.messages, data.index
+                elif data:
+                    messages, index = self.parse(data), 0
+                else:
+                    protocol.receive_eof()
+                    if not protocol.close_received and not protocol.failed:
+                        engine.set_error(WebSocketNetworkError("connection lost"))
+                    break
+                if not await self._settle(messages, index):
+                    break
+        finally:
+            self._inbox.end()
+            with anyio.CancelScope(shield=True):
+                await engine.finish()
+
+    def parse(self, data: bytes) -> list[Message]:
+        """Parse bytes from the network; queue the answers to its control frames."""
+        protocol = self._protocol
+        self.reads += 1
+        self.bytes_in += len(data)
+        outbox = self._outbox
+        outbox.read_happened()
+        messages = protocol.receive_data(data)
+        if protocol._pongs:
+            self._engine.on_pongs(protocol.pongs_received())
+        if protocol._out:
+            outbox.queue(protocol.data_to_send())
+            self._must_drain = outbox.size > HIGH_WATER
+        if messages:
+            self.messages_in += len(messages)
+        return messages
+
+    def on_data(self, data: bytes) -> Leftover | None:
+        """Parse bytes inside the backend's callback, while the reader task waits.
+
+        Returns:
+            ``None`` when everything that follows the parse is done; else what
+            the reader task must still do (a full channel, a failure, the end).
+        """
+        messages = self.parse(data)
+        protocol = self._protocol
+        if (
+            not self._must_drain
+            and not protocol.failure_pending
+            and protocol.state is not CloseState.CLOSED
+        ):
+            if not messages:
+                return None
+            taken = self._inbox.offer(messages)
+            if taken == len(messages):
+                return None
+            return Leftover(messages, taken)
+        return Leftover(messages, 0)
+
+    async def _settle(self, messages: list[Message], index: int) -> bool:
+        """Do what follows a parse: deliver ``messages[index:]``, fail, or see the end.
+
+        Returns:
+            False once the connection is closed.
+        """
+        protocol = self._protocol
+        if self._must_drain:
+            self._must_drain = False
+            await self._outbox.drain()
+        if messages:
+            await self._inbox.deliver(messages, index)
+        if protocol.failure_pending:
+            # The peer broke the protocol after sending these messages: let
+            # the consumer take and answer them, then fail.
+            if messages:
+                with anyio.move_on_after(FAILURE_GRACE):
+                    await self._inbox.wait_consumer_idle()
+                    await self._outbox.drain()
+            protocol.release_failure()
+            self._outbox.queue(protocol.data_to_send())
+        return protocol.state is not CloseState.CLOSED

@@ -1,0 +1,25 @@
+"""I/O backends: how the engine reads and writes one connection, one backend per file.
+
+- :mod:`._generic`: any network stream, through httpcore's public interface;
+- :mod:`._anyio_feed`: httpcore's anyio stream read beneath its wrappers, and on
+  asyncio parsed in the transport's callback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._anyio_feed import anyio_io
+from ._generic import generic_io
+
+if TYPE_CHECKING:
+    from httpcore import AsyncNetworkStream
+
+    from .._engine._io import ByteIO
+
+__all__ = ["open_io"]
+
+
+def open_io(stream: AsyncNetworkStream) -> ByteIO:
+    """Return the fastest backend that can read and write ``stream``."""
+    return anyio_io(stream) or generic_io(stream)

@@ -1,0 +1,106 @@
+"""The session options: one frozen object, its defaults and its checks, built once per connect.
+
+Public functions and constructors keep their explicit, typed keywords (the
+seed's signatures, httpx-ws's session constructors); they build one
+:class:`SessionOptions`, and every inner layer passes that object along.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from ._types import (
+    DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+)
+from .protocol._deflate import DeflateOptions
+
+__all__ = ["DEFAULT_COMPRESSION", "SessionOptions", "unknown_keyword_error"]
+
+#: The compression offered by default: permessage-deflate with its defaults.
+DEFAULT_COMPRESSION = DeflateOptions()
+
+
+def _check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if math.isnan(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "more than 0"
+        raise ValueError(f"{name} must be {least} seconds or None, not {value!r}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SessionOptions:
+    """Every option of a session, checked once.
+
+    Attributes:
+        max_message_size_bytes: the largest message accepted (close 1009 beyond).
+        queue_size: how many received messages may wait for the consumer
+            before the session stops reading the network.
+        keepalive_ping_interval_seconds: how often to ping; ``None`` disables keepalive.
+        keepalive_ping_timeout_seconds: how long a silent peer is tolerated after a ping.
+        close_timeout: how long the closing handshake may take.
+        compression: the permessage-deflate offer, or ``None``.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option out of range.
+    """
+
+    max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS
+    keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS
+    close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size_bytes", "queue_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {value!r}")
+        if self.max_message_size_bytes < 1:
+            raise ValueError(
+                f"max_message_size_bytes must be at least 1, not {self.max_message_size_bytes}"
+            )
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size must be 0 or more, not {self.queue_size}")
+        _check_seconds("keepalive_ping_interval_seconds", self.keepalive_ping_interval_seconds)
+        _check_seconds("keepalive_ping_timeout_seconds", self.keepalive_ping_timeout_seconds)
+        _check_seconds("close_timeout", self.close_timeout, zero=True)
+        if self.compression is not None and not isinstance(self.compression, DeflateOptions):
+            raise TypeError(
+                f"compression must be a streams.DeflateOptions or None, not {self.compression!r}"
+            )
+
+    def replace(self, **changes: Any) -> SessionOptions:
+        """Return a copy with ``changes``, checked again."""
+        return dataclasses.replace(self, **changes)
+
+
+def option_names() -> list[str]:
+    """The names of the session options, for error messages."""
+    return [field.name for field in dataclasses.fields(SessionOptions)]
+
+
+def unknown_keyword_error(function: str, unknown: str) -> TypeError:
+    """The error for a keyword that is neither a session option nor one httpx takes."""
+    hint = ""
+    if unknown in {"verify", "ssl", "ssl_context", "cert"}:
+        hint = (
+            " TLS settings belong to the httpx client: pass"
+            " client=httpx.AsyncClient(verify=ssl_context) (or httpx.Client for connect_ws);"
+            " see the docs' TLS section."
+        )
+    return TypeError(
+        f"{function}() got an unexpected keyword argument {unknown!r}. The session options are"
+        f" {', '.join(option_names())}, plus subprotocols and session_class; other keywords go"
+        f" to httpx's request (headers, params, cookies, auth, timeout, extensions).{hint}"
+    )
