@@ -17,8 +17,10 @@ def test_bulk_hand_off_is_on_with_the_installed_anyio() -> None:
         assert channel_state(send, receive) is not None
     inbox = Inbox(4)
     assert inbox._state is not None
+    inbox.close()
 
 
+@pytest.mark.anyio
 async def test_inbox_hands_over_in_order_and_stops_at_the_bound() -> None:
     inbox = Inbox(3)
     messages: list[str | bytes] = ["a", "b", "c", "d", "e"]
@@ -32,13 +34,14 @@ async def test_inbox_hands_over_in_order_and_stops_at_the_bound() -> None:
     assert await inbox.receive_batch() == ["e"]
     with pytest.raises(anyio.EndOfStream):
         await inbox.next_message()
+    inbox.close()
 
 
 @pytest.mark.parametrize(
     ("changes", "error"),
     [
         ({"queue_size": -1}, ValueError),
-        ({"queue_size": 1.5}, TypeError),
+        ({"queue_size": "many"}, TypeError),
         ({"max_message_size_bytes": 0}, ValueError),
         ({"keepalive_ping_interval_seconds": 0}, ValueError),
         ({"keepalive_ping_timeout_seconds": float("nan")}, ValueError),
