@@ -22,6 +22,7 @@ from ._fanin import BroadcastPolicy as BroadcastPolicy
 from ._fanin import BroadcastStream as BroadcastStream
 from ._fanin import broadcast as broadcast
 from ._fanin import merge as merge
+from ._http import AsyncHTTPTransport as AsyncHTTPTransport
 from ._reconnect import Backoff as Backoff
 from ._reconnect import OutboxFullError as OutboxFullError
 from ._reconnect import OutboxOverflow as OutboxOverflow
@@ -70,6 +71,7 @@ from .websocket import WebsocketState as WebsocketState
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncHTTPTransport",
     "AsyncWebSocketClient",
     "AsyncWebSocketSession",
     "Backoff",

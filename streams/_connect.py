@@ -12,12 +12,14 @@ import contextlib
 import functools
 import logging
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Generic, TypeVar, overload
 
 import httpx
 
 from ._exceptions import WebSocketUpgradeError
+from ._http import AsyncHTTPTransport
 from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
 from ._session import AsyncWebSocketSession
 from ._types import (
@@ -45,6 +47,18 @@ _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-we
 def default_ssl_context() -> ssl.SSLContext:
     """The SSL context of the default client, made once: loading CA certificates is slow."""
     return httpx.create_ssl_context()
+
+
+def default_client() -> httpx.AsyncClient:
+    """The client of a connect call given none: the library's transport, unless proxies are set.
+
+    With proxy environment variables set, httpx's own transports honour them
+    (and ``NO_PROXY``): the library's transport is used only without them.
+    """
+    ssl_context = default_ssl_context()
+    if any(urllib.request.getproxies().values()):
+        return httpx.AsyncClient(verify=ssl_context)
+    return httpx.AsyncClient(verify=ssl_context, transport=AsyncHTTPTransport(verify=ssl_context))
 
 
 def http_url(url: httpx.URL | str) -> httpx.URL:
@@ -329,9 +343,7 @@ async def _aconnect(
 ) -> AsyncIterator[AsyncWebSocketSession]:
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(
-                httpx.AsyncClient(verify=default_ssl_context())
-            )
+            client = await stack.enter_async_context(default_client())
         ws_client = AsyncWebSocketClient._from_options(client, options, session_class)
         session = await stack.enter_async_context(
             ws_client.connect(url, subprotocols=subprotocols, **kwargs)

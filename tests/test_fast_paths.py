@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import httpx
 import pytest
 
 import streams
@@ -179,7 +180,10 @@ def handshake_response(peer: ScriptedPeer) -> bytes:
     ).encode()
 
 
-async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order() -> None:
+@pytest.mark.parametrize("own_client", [False, True], ids=["library-transport", "httpx-transport"])
+async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order(
+    own_client: bool,
+) -> None:
     first = [f"early {i}" for i in range(50)]
     later = [f"later {i}" for i in range(50)]
 
@@ -196,7 +200,10 @@ async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order() ->
     with anyio.fail_after(10):
         async with (
             scripted_server(script, handshake=False) as url,
-            streams.aconnect_ws(url + "/", keepalive_ping_interval_seconds=None) as ws,
+            httpx.AsyncClient() as client,
+            streams.aconnect_ws(
+                url + "/", client if own_client else None, keepalive_ping_interval_seconds=None
+            ) as ws,
         ):
             for _ in first:
                 received.append(await ws.receive_text())
@@ -206,16 +213,29 @@ async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order() ->
     assert received == first + later
 
 
-@pytest.fixture(params=["descriptor", "transport"])
-def writer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """How frames are written at once: to the socket's descriptor, or (as on uvloop, whose
-    socket object has no usable descriptor) to the asyncio transport, when there is one."""
+@pytest.fixture(params=["descriptor", "transport", "asyncio-backend"])
+async def writer(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[httpx.AsyncClient | None]:
+    """How frames are written at once, and the client that makes it so.
+
+    Through httpx's own transport (anyio): to the socket's descriptor, or (as on
+    uvloop, whose socket object has no usable descriptor) to the asyncio
+    transport. Through the library's transport (the default client, ``None``):
+    to the transport of the library's asyncio backend.
+    """
+    if request.param == "asyncio-backend":
+        yield None
+        return
     if request.param == "transport":
         monkeypatch.setattr(_feed, "_fd_writer", lambda stream: None)
-    return str(request.param)
+    async with httpx.AsyncClient() as client:
+        yield client
 
 
-async def test_frames_stay_in_order_while_a_large_one_is_being_written(writer: str) -> None:
+async def test_frames_stay_in_order_while_a_large_one_is_being_written(
+    writer: httpx.AsyncClient | None,
+) -> None:
     # The big frame is more than the socket takes at once: the first write
     # takes part of it, the rest is queued, and the replies queue behind it.
     big = random.Random(1).randbytes(16 * 1024 * 1024)
@@ -233,7 +253,7 @@ async def test_frames_stay_in_order_while_a_large_one_is_being_written(writer: s
     with anyio.fail_after(20):
         async with scripted_server(script) as url:
             async with streams.aconnect_ws(
-                url + "/", compression=None, keepalive_ping_interval_seconds=None
+                url + "/", writer, compression=None, keepalive_ping_interval_seconds=None
             ) as ws:
                 async with anyio.create_task_group() as group:
                     group.start_soon(ws.send_bytes, big)
@@ -247,9 +267,11 @@ async def test_frames_stay_in_order_while_a_large_one_is_being_written(writer: s
     assert stats.bytes_sent == frame_bytes + 2 + 4 + 2  # and the close frame
 
 
-async def test_replies_written_at_once_are_counted_and_arrive(echo_url: str, writer: str) -> None:
+async def test_replies_written_at_once_are_counted_and_arrive(
+    echo_url: str, writer: httpx.AsyncClient | None
+) -> None:
     async with streams.aconnect_ws(
-        echo_url, compression=None, keepalive_ping_interval_seconds=None
+        echo_url, writer, compression=None, keepalive_ping_interval_seconds=None
     ) as ws:
         for i in range(200):
             await ws.send_text(f"{i}" * (i % 7))
@@ -336,10 +358,20 @@ async def test_receive_stream_gets_what_a_typed_stream_read_ahead_first() -> Non
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_session_reads_a_plain_connection_through_the_feed(echo_url: str) -> None:
+    async with httpx.AsyncClient() as client, streams.aconnect_ws(echo_url, client) as ws:
+        await ws.send_text("hello")
+        assert await ws.receive_text() == "hello"
+        assert ws._engine is not None
+        assert isinstance(getattr(ws._engine.io.read, "__self__", None), _feed.TransportFeed)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_the_default_client_reads_through_the_library_backend(echo_url: str) -> None:
     async with streams.aconnect_ws(echo_url) as ws:
         await ws.send_text("hello")
         assert await ws.receive_text() == "hello"
-        assert isinstance(getattr(ws._engine.io.read, "__self__", None), _feed.TransportFeed)
+        assert ws._engine is not None
+        assert ws._engine.io.name == "asyncio"
 
 
 @pytest.mark.parametrize("how", ["async for", "receive_text", "typed stream"])

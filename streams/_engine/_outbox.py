@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 
 from ._io import ByteIO
 
@@ -112,7 +113,10 @@ class Outbox:
         write = self._write
         try:
             while True:
-                if not self._pending:
+                if self._pending:
+                    # Cancelled here, nothing was taken from the queue yet.
+                    await anyio.lowlevel.checkpoint()
+                else:
                     self._wanted = anyio.Event()
                     await self._wanted.wait()
                 self._wanted = None

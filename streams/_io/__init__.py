@@ -1,5 +1,8 @@
 """I/O backends: how the engine reads and writes one connection, one backend per file.
 
+- :mod:`._asyncio`: on asyncio, the library's own httpcore network backend
+  (transports, plain and TLS), parsed in the protocol's callback;
+- :mod:`._backend`: the network backend given to httpcore, by event loop;
 - :mod:`._generic`: any network stream, through httpcore's public interface;
 - :mod:`._anyio_feed`: httpcore's anyio stream read beneath its wrappers, and on
   asyncio parsed in the transport's callback.
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._anyio_feed import anyio_io
+from ._asyncio import asyncio_io
 from ._generic import generic_io
 
 if TYPE_CHECKING:
@@ -22,4 +26,4 @@ __all__ = ["open_io"]
 
 def open_io(stream: AsyncNetworkStream) -> ByteIO:
     """Return the fastest backend that can read and write ``stream``."""
-    return anyio_io(stream) or generic_io(stream)
+    return asyncio_io(stream) or anyio_io(stream) or generic_io(stream)

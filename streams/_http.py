@@ -1,0 +1,88 @@
+"""An httpx transport whose connections use the library's own network backend.
+
+httpx's :class:`httpx.AsyncHTTPTransport` takes no network backend, so this
+subclass gives its httpcore pool (plain, HTTP proxy or SOCKS proxy) the
+library's :class:`~streams._io._backend.NetworkBackend`: on asyncio, sessions
+opened through it read and write the event loop's transports directly
+(``ws://`` and ``wss://``). Everything else (TLS settings, proxies, limits,
+retries, the exception mapping) is httpx's own.
+
+Giving the pool its backend touches a private attribute of httpx (``_pool``)
+and of httpcore (``_network_backend``); this module is the only place that
+does, and when either is missing the transport works as httpx's does
+(``uses_streams_backend`` is then False; ``tests/test_http_transport.py``
+fails loudly if that happens on the installed versions).
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+import httpx
+
+from ._io._backend import NetworkBackend
+
+__all__ = ["AsyncHTTPTransport"]
+
+logger = logging.getLogger("streams")
+
+
+class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
+    """httpx's async transport, on the library's network backend (same arguments as httpx's).
+
+    Use it in a client of your own to get the fast path::
+
+        client = httpx.AsyncClient(transport=streams.AsyncHTTPTransport(verify=ctx))
+        async with streams.aconnect_ws("wss://example.com/ws", client) as ws: ...
+
+    A client given ``transport=`` no longer reads the proxy environment
+    variables: pass ``proxy=`` here, or mount one transport per proxy.
+
+    Attributes:
+        uses_streams_backend: whether the pool uses the library's backend.
+    """
+
+    def __init__(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits | None = None,
+        proxy: httpx.Proxy | httpx.URL | str | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+        retries: int = 0,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> None:
+        extra: dict[str, Any] = {} if limits is None else {"limits": limits}
+        super().__init__(
+            verify=verify,
+            cert=cert,
+            trust_env=trust_env,
+            http1=http1,
+            http2=http2,
+            proxy=proxy,
+            uds=uds,
+            local_address=local_address,
+            retries=retries,
+            socket_options=socket_options,
+            **extra,
+        )
+        self.uses_streams_backend = _install_backend(self)
+
+
+def _install_backend(transport: httpx.AsyncHTTPTransport) -> bool:
+    pool = getattr(transport, "_pool", None)
+    if isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(
+        getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend
+    ):
+        pool._network_backend = NetworkBackend()
+        return True
+    logger.debug("httpx's transport has an unknown shape: using httpx's own network backend")
+    return False

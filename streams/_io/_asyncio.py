@@ -1,0 +1,371 @@
+"""On asyncio: an httpcore network backend of the library's own, on asyncio transports.
+
+httpcore lets a library bring its own network backend. This one opens plain
+TCP, Unix socket and TLS connections with the event loop's transports (the
+loop's own SSL transport for ``wss://``, uvloop's too) and reads them with a
+buffered protocol. Once a connection is upgraded, the engine parses bytes in
+the protocol's callback as they arrive, and writes a frame straight to the
+transport when nothing else is queued: no task switch between the socket and
+the parser, on ``ws://`` and ``wss://`` alike.
+
+Read buffers are one per thread, shared by every connection: a callback
+copies out what it was given before the next one runs, so an idle connection
+holds no read buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import httpcore
+
+from .._engine._io import ByteIO, Leftover, OnData
+
+__all__ = ["AsyncioBackend", "AsyncioStream", "asyncio_io"]
+
+#: The size of the shared read buffer, and so of the largest read.
+READ_BUFFER_SIZE = 262_144
+
+_local = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    view: memoryview | None = getattr(_local, "view", None)
+    if view is None:
+        view = _local.view = memoryview(bytearray(READ_BUFFER_SIZE))
+    return view
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Buffers what a transport reads for :meth:`AsyncioStream.read`, or hands it to ``on_data``.
+
+    Reading is paused as soon as something waits to be read and nobody is
+    waiting for it: the peer is slowed down through TCP, never buffered here.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.items: deque[bytes | Leftover] = deque()
+        self.eof = False
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.on_data: OnData | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self.writing_paused = False
+        self.lost = False
+
+    # ----------------------------------------------------------- callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # A write returns once its bytes are in the kernel (as with anyio).
+        transport.set_write_buffer_limits(high=0)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer()[:nbytes]))
+
+    def data_received(self, data: bytes) -> None:
+        item: bytes | Leftover = data
+        on_data = self.on_data
+        if on_data is not None and not self.items and self.waiter is not None:
+            try:
+                leftover = on_data(data)
+            except Exception as exc:
+                self.error = exc
+                self.eof = True
+                self._wake()
+                return
+            if leftover is None:
+                return
+            item = leftover
+        self.items.append(item)
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        # Keep the transport open for writing: a Close frame may still go out.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc
+        self.eof = True
+        self.lost = True
+        self._wake()
+        self.resume_writing()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ----------------------------------------------------------- for streams
+
+    async def wait_readable(self) -> None:
+        """Wait until something is queued or the connection ended; reading resumes meanwhile."""
+        if self.items or self.eof:
+            return
+        transport = self.transport
+        assert transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiter = waiter
+        if not transport.is_closing():
+            transport.resume_reading()
+        try:
+            await waiter
+        finally:
+            self.waiter = None
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is empty (or the connection is lost)."""
+        while self.writing_paused and not self.lost:
+            waiter = self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if self.lost:
+            raise self.error or ConnectionResetError("the connection was lost")
+
+
+_EXTRA = {"client_addr": "sockname", "server_addr": "peername"}
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """One connection on an asyncio transport, as httpcore sees it.
+
+    ``get_extra_info("streams.asyncio")`` returns the stream itself, through
+    any wrapper of httpcore's: that is how the engine finds it after the upgrade.
+    """
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        # True while a probe read is asked for (see asyncio_io).
+        self.probe = False
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self.probe:
+            self.probe = False
+            return b""
+        protocol = self._protocol
+        try:
+            async with asyncio.timeout(timeout):
+                await protocol.wait_readable()
+        except TimeoutError as exc:
+            raise httpcore.ReadTimeout(f"no data in {timeout} s") from exc
+        items = protocol.items
+        if items:
+            data = items.popleft()
+            assert isinstance(data, bytes), "bytes parsed by the engine are not httpcore's"
+            if len(data) > max_bytes:
+                items.appendleft(data[max_bytes:])
+                data = data[:max_bytes]
+            return data
+        if protocol.error is not None:
+            raise httpcore.ReadError(str(protocol.error) or repr(protocol.error))
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        transport = self._transport
+        if transport.is_closing():
+            raise httpcore.WriteError("the connection is closed")
+        transport.write(buffer)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._protocol.drain()
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(f"could not write in {timeout} s") from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or repr(exc)) from exc
+
+    async def aclose(self) -> None:
+        self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        protocol = self._protocol
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError as exc:
+            self._transport.close()
+            raise httpcore.ConnectTimeout(f"TLS handshake not done in {timeout} s") from exc
+        except (OSError, ssl.SSLError) as exc:
+            self._transport.close()
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        assert isinstance(transport, asyncio.Transport)
+        protocol.transport = transport
+        return AsyncioStream(transport, protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "streams.asyncio":
+            return self
+        transport = self._transport
+        if info == "is_readable":
+            return bool(self._protocol.items) or self._protocol.eof
+        if info in ("ssl_object", "socket"):
+            return transport.get_extra_info(info)
+        if info in _EXTRA:
+            return transport.get_extra_info(_EXTRA[info])
+        return None
+
+    # ------------------------------------------------------------ engine I/O
+
+    async def _engine_read(self, max_bytes: int) -> bytes | Leftover:
+        protocol = self._protocol
+        await protocol.wait_readable()
+        if protocol.items:
+            return protocol.items.popleft()
+        if protocol.error is not None:
+            raise protocol.error
+        return b""
+
+    async def _engine_write(self, data: bytes) -> None:
+        transport = self._transport
+        if data:
+            if transport.is_closing():
+                raise ConnectionResetError("the connection is closed")
+            transport.write(data)
+        await self._protocol.drain()
+
+    def _write_now(self, frame: bytes) -> int:
+        transport = self._transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            return 0
+        transport.write(frame)
+        return len(frame)
+
+    def _set_on_data(self, on_data: OnData | None) -> None:
+        self._protocol.on_data = on_data
+
+
+def asyncio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
+    """Return the engine's I/O for a stream opened by :class:`AsyncioBackend`, else ``None``.
+
+    ``stream`` may wrap ours (httpcore's upgrade stream does, holding the
+    bytes it read past the response). Those come first: the first reads go
+    through ``stream`` until one reaches ours, which answers that probe with
+    nothing; from then on the engine reads ours directly.
+    """
+    ours = stream.get_extra_info("streams.asyncio")
+    if not isinstance(ours, AsyncioStream):
+        return None
+    direct = ours._engine_read
+    probing = stream is not ours
+
+    async def read(max_bytes: int) -> bytes | Leftover:
+        nonlocal probing
+        if probing:
+            ours.probe = True
+            data = await stream.read(max_bytes)
+            if ours.probe:
+                ours.probe = False
+                return data  # bytes the wrapper held
+            probing = False
+        return await direct(max_bytes)
+
+    return ByteIO(
+        read=read,
+        write=ours._engine_write,
+        close=stream.aclose,
+        write_now=ours._write_now,
+        write_backlog=ours._transport.get_write_buffer_size,
+        set_on_data=ours._set_on_data,
+        name="asyncio",
+    )
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend on asyncio transports (see the module's docstring)."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol()
+        local = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.create_connection(
+                    lambda: protocol, host, port, local_addr=local
+                )
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        assert isinstance(transport, asyncio.Transport)
+        _apply_options(transport, socket_options)
+        return AsyncioStream(transport, protocol)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> AsyncioStream:
+        loop = asyncio.get_running_loop()
+        protocol = _Protocol()
+        try:
+            async with asyncio.timeout(timeout):
+                transport, _ = await loop.create_unix_connection(lambda: protocol, path)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+        assert isinstance(transport, asyncio.Transport)
+        _apply_options(transport, socket_options)
+        return AsyncioStream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+def _apply_options(
+    transport: asyncio.Transport, options: Iterable[httpcore.SOCKET_OPTION] | None
+) -> None:
+    """Set socket options on a connected transport's socket (not those needed before connect)."""
+    if not options:
+        return
+    sock: socket.socket | None = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in options:
+        sock.setsockopt(*option)

@@ -1,0 +1,127 @@
+"""The library's httpx transport and asyncio network backend, ws:// and wss://, real servers."""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+
+import anyio
+import anyio.lowlevel
+import httpx
+import pytest
+import trustme
+
+import streams
+from tests import servers
+from tests.test_tls import ca, trusting_context, wss_url
+
+pytestmark = pytest.mark.anyio
+
+__all__ = ["ca", "trusting_context", "wss_url"]
+
+
+def expected_io(anyio_backend: str) -> str:
+    return "asyncio" if anyio_backend == "asyncio" else "generic"
+
+
+def test_the_transport_uses_the_library_backend_on_the_installed_httpx() -> None:
+    """Fails loudly when httpx's transport changed shape and the fast path silently turned off."""
+    assert streams.AsyncHTTPTransport().uses_streams_backend
+    assert streams.AsyncHTTPTransport(proxy="http://127.0.0.1:1").uses_streams_backend
+
+
+async def test_the_default_client_reads_through_the_library_backend(
+    echo_url: str, anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    async with streams.aconnect_ws(echo_url) as ws:
+        assert ws._engine is not None
+        assert ws._engine.io.name == expected_io(anyio_backend)
+        for i in range(50):
+            await ws.send_text(f"m{i}")
+        assert [await ws.receive_text() for _ in range(50)] == [f"m{i}" for i in range(50)]
+
+
+async def test_with_proxy_variables_the_default_client_honours_them(
+    echo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # NO_PROXY lets the request through directly: what matters is that httpx read them.
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    async with streams.aconnect_ws(echo_url) as ws:
+        assert ws._engine is not None
+        assert ws._engine.io.name != "asyncio"
+        await ws.send_text("direct")
+        assert await ws.receive_text() == "direct"
+
+
+@pytest.fixture
+def tls_client(trusting_context: ssl.SSLContext) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=streams.AsyncHTTPTransport(verify=trusting_context))
+
+
+async def test_wss_echo_large_messages_and_close_through_the_transport(
+    wss_url: str, tls_client: httpx.AsyncClient, anyio_backend: str
+) -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB
+    conn_id = servers.new_id()
+    record = servers.REGISTRY.record(conn_id)
+    async with (
+        tls_client,
+        streams.aconnect_ws(
+            f"{wss_url}/echo?id={conn_id}", tls_client, max_message_size_bytes=2**21
+        ) as ws,
+    ):
+        assert ws._engine is not None
+        assert ws._engine.io.name == expected_io(anyio_backend)
+        await ws.send_text("over TLS")
+        assert await ws.receive_text() == "over TLS"
+        for _ in range(3):
+            await ws.send_bytes(big)
+        for _ in range(3):
+            got = await ws.receive_bytes()
+            assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
+        await ws.close(4001, "tls done")
+    await record.wait_finished()
+    assert (record.close_code, record.close_reason) == (4001, "tls done")
+
+
+async def test_wss_flood_with_backpressure_through_the_transport(
+    wss_url: str, tls_client: httpx.AsyncClient
+) -> None:
+    count, size = 60, 65536
+    url = f"{wss_url}/flood?n={count}&size={size}&kind=binary"
+    async with (
+        tls_client,
+        streams.aconnect_ws(url, tls_client, queue_size=4, max_message_size_bytes=size) as ws,
+    ):
+        received = []
+        async for message in ws:
+            received.append(message)
+            if len(received) % 10 == 0:
+                await anyio.lowlevel.checkpoint()  # a consumer slower than the socket
+        assert ws.close_code == 1000
+    assert received == [servers.flood_payload(i, size, "binary") for i in range(count)]
+
+
+async def test_plain_http_requests_work_through_the_transport(
+    trusting_context: ssl.SSLContext, wss_url: str
+) -> None:
+    """The transport is a whole httpx transport: a refused upgrade reads its HTTP response."""
+    async with httpx.AsyncClient(
+        transport=streams.AsyncHTTPTransport(verify=trusting_context)
+    ) as client:
+        response = await client.get(wss_url.replace("wss://", "https://") + "/echo")
+        assert response.status_code in (400, 403, 404, 426)
+
+
+async def test_an_unknown_ca_is_refused_by_the_transport(wss_url: str) -> None:
+    async with httpx.AsyncClient(transport=streams.AsyncHTTPTransport()) as client:
+        with pytest.raises(httpx.ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+            async with streams.aconnect_ws(wss_url + "/echo", client):
+                pass
+
+
+def test_trustme_is_what_makes_the_certificates(ca: trustme.CA) -> None:
+    assert isinstance(ca, trustme.CA)
