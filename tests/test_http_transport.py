@@ -20,8 +20,10 @@ pytestmark = pytest.mark.anyio
 __all__ = ["ca", "trusting_context", "wss_url"]
 
 
-def expected_io(anyio_backend: str) -> str:
-    return "asyncio" if anyio_backend == "asyncio" else "generic"
+def expected_io(anyio_backend: str, tls: bool = False) -> str:
+    if anyio_backend == "asyncio":
+        return "asyncio"
+    return "trio-tls" if tls else "trio"
 
 
 def test_the_transport_uses_the_library_backend_on_the_installed_httpx() -> None:
@@ -74,7 +76,7 @@ async def test_wss_echo_large_messages_and_close_through_the_transport(
         ) as ws,
     ):
         assert ws._engine is not None
-        assert ws._engine.io.name == expected_io(anyio_backend)
+        assert ws._engine.io.name == expected_io(anyio_backend, tls=True)
         await ws.send_text("over TLS")
         assert await ws.receive_text() == "over TLS"
         for _ in range(3):

@@ -2,7 +2,9 @@
 
 - :mod:`._asyncio`: on asyncio, the library's own httpcore network backend
   (transports, plain and TLS), parsed in the protocol's callback;
+- :mod:`._trio`: on trio, httpcore's trio streams read beneath its wrappers;
 - :mod:`._backend`: the network backend given to httpcore, by event loop;
+- :mod:`._probe`: the bytes httpcore's upgrade wrapper holds, read first;
 - :mod:`._generic`: any network stream, through httpcore's public interface;
 - :mod:`._anyio_feed`: httpcore's anyio stream read beneath its wrappers, and on
   asyncio parsed in the transport's callback.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from ._anyio_feed import anyio_io
@@ -26,4 +29,12 @@ __all__ = ["open_io"]
 
 def open_io(stream: AsyncNetworkStream) -> ByteIO:
     """Return the fastest backend that can read and write ``stream``."""
-    return asyncio_io(stream) or anyio_io(stream) or generic_io(stream)
+    return asyncio_io(stream) or _trio_io(stream) or anyio_io(stream) or generic_io(stream)
+
+
+def _trio_io(stream: AsyncNetworkStream) -> ByteIO | None:
+    if "trio" not in sys.modules:  # no trio stream without trio
+        return None
+    from ._trio import trio_io
+
+    return trio_io(stream)

@@ -26,6 +26,7 @@ from typing import Any
 import httpcore
 
 from .._engine._io import ByteIO, Leftover, OnData
+from ._probe import through_wrapper
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "asyncio_io"]
 
@@ -97,8 +98,10 @@ class _Protocol(asyncio.BufferedProtocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        # Keep the transport open for writing: a Close frame may still go out.
-        return True
+        # Keep a TCP transport open for writing: a Close frame may still go
+        # out. (TLS cannot half-close: there asyncio ignores the answer.)
+        transport = self.transport
+        return transport is None or transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.error is None:
@@ -283,20 +286,7 @@ def asyncio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
     ours = stream.get_extra_info("streams.asyncio")
     if not isinstance(ours, AsyncioStream):
         return None
-    direct = ours._engine_read
-    probing = stream is not ours
-
-    async def read(max_bytes: int) -> bytes | Leftover:
-        nonlocal probing
-        if probing:
-            ours.probe = True
-            data = await stream.read(max_bytes)
-            if ours.probe:
-                ours.probe = False
-                return data  # bytes the wrapper held
-            probing = False
-        return await direct(max_bytes)
-
+    read = through_wrapper(stream, ours, ours._engine_read)
     return ByteIO(
         read=read,
         write=ours._engine_write,

@@ -1,4 +1,4 @@
-"""The network backend the library gives httpcore: its own on asyncio, httpcore's elsewhere."""
+"""The network backend the library gives httpcore: asyncio transports, or trio's wrapped."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def _on_asyncio() -> bool:
 
 
 class NetworkBackend(httpcore.AsyncNetworkBackend):
-    """Opens connections with :class:`AsyncioBackend` on asyncio, else with httpcore's backend."""
+    """Opens connections with :class:`AsyncioBackend` on asyncio, :class:`TrioBackend` on trio."""
 
     def __init__(self) -> None:
         self._asyncio = AsyncioBackend()
@@ -32,9 +32,12 @@ class NetworkBackend(httpcore.AsyncNetworkBackend):
         if _on_asyncio():
             return self._asyncio
         if self._other is None:
-            self._other = (
-                httpcore.TrioBackend() if "trio" in sys.modules else httpcore.AnyIOBackend()
-            )
+            if "trio" in sys.modules:
+                from ._trio import TrioBackend
+
+                self._other = TrioBackend()
+            else:
+                self._other = httpcore.AnyIOBackend()
         return self._other
 
     async def connect_tcp(
