@@ -127,3 +127,24 @@ async def test_an_unknown_ca_is_refused_by_the_transport(wss_url: str) -> None:
 
 def test_trustme_is_what_makes_the_certificates(ca: trustme.CA) -> None:
     assert isinstance(ca, trustme.CA)
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", [pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop")]
+)
+async def test_uvloop_transports_work_with_the_library_backend(
+    echo_url: str, wss_url: str, tls_client: httpx.AsyncClient
+) -> None:
+    pytest.importorskip("uvloop")
+    async with tls_client:
+        for url, client in ((echo_url, None), (wss_url + "/echo", tls_client)):
+            async with streams.aconnect_ws(url, client, max_message_size_bytes=2**20) as ws:
+                assert ws._engine is not None
+                assert ws._engine.io.name == "asyncio"
+                for i in range(100):
+                    await ws.send_text(f"m{i}")
+                assert [await ws.receive_text() for _ in range(100)] == [
+                    f"m{i}" for i in range(100)
+                ]
+                await ws.send_bytes(b"\x01" * 500_000)
+                assert await ws.receive_bytes() == b"\x01" * 500_000

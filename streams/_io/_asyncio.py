@@ -21,7 +21,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 
@@ -64,8 +64,8 @@ class _Protocol(asyncio.BufferedProtocol):
     # ----------------------------------------------------------- callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, but behave as one.
+        self.transport = transport = cast(asyncio.Transport, transport)
         # A write returns once its bytes are in the kernel (as with anyio).
         transport.set_write_buffer_limits(high=0)
 
@@ -229,8 +229,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         except (OSError, ssl.SSLError) as exc:
             self._transport.close()
             raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        assert isinstance(transport, asyncio.Transport)
-        protocol.transport = transport
+        protocol.transport = transport = cast(asyncio.Transport, transport)
         return AsyncioStream(transport, protocol)
 
     def get_extra_info(self, info: str) -> Any:
@@ -321,7 +320,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        assert isinstance(transport, asyncio.Transport)
         _apply_options(transport, socket_options)
         return AsyncioStream(transport, protocol)
 
@@ -340,7 +338,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        assert isinstance(transport, asyncio.Transport)
         _apply_options(transport, socket_options)
         return AsyncioStream(transport, protocol)
 
