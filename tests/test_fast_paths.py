@@ -1,8 +1,8 @@
 """The session's fast paths behave like the plain ones.
 
-- On asyncio, a plain TCP connection is read by a `TransportFeed` (``streams._feed``) that
-  parses each chunk inside the transport's callback; tested here on its own over a real
-  socket, and through the session against scripted peers.
+- On asyncio, the library's network backend (``streams._io._asyncio``) parses each chunk
+  inside the protocol's callback; tested here on its own over a real socket, and through
+  the session against scripted peers.
 - The first frame after a read is written at once, without the flusher (``write_now``):
   frames must stay in order whatever is still being written.
 - Messages move in and out of the receive channel in bulk: the same run through anyio's
@@ -19,12 +19,14 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import httpcore
 import httpx
 import pytest
 
 import streams
-from streams._engine import _inbox
-from streams._io import _anyio_feed as _feed
+import streams._io
+from streams._engine import Leftover, _inbox
+from streams._io._asyncio import AsyncioBackend, AsyncioStream, asyncio_io
 from tests import servers
 from tests.peers import (
     OP_BINARY,
@@ -40,12 +42,12 @@ from tests.peers import (
 pytestmark = pytest.mark.anyio
 
 
-# --------------------------------------------------------------------------- TransportFeed
+# --------------------------------------------------------------------------- asyncio backend
 
 
 @asynccontextmanager
-async def tcp_pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.SocketStream]]:
-    """A connected (client, server) pair of anyio socket streams on 127.0.0.1."""
+async def backend_pair() -> AsyncIterator[tuple[AsyncioStream, anyio.abc.SocketStream]]:
+    """A stream of the library's asyncio backend connected to an anyio server end on 127.0.0.1."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
     async with listener:
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -59,114 +61,132 @@ async def tcp_pair() -> AsyncIterator[tuple[anyio.abc.SocketStream, anyio.abc.So
 
         async with anyio.create_task_group() as group:
             group.start_soon(listener.serve, accept)
-            client = await anyio.connect_tcp("127.0.0.1", port)
+            client = await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
             await ready.wait()
-            async with client, accepted[0]:
-                yield client, accepted[0]
+            try:
+                async with accepted[0]:
+                    yield client, accepted[0]
+            finally:
+                await client.aclose()
             group.cancel_scope.cancel()
 
 
-@asynccontextmanager
-async def fed(
-    on_data: Any,
-) -> AsyncIterator[tuple[_feed.TransportFeed, anyio.abc.SocketStream]]:
-    """A feed over the client end of a `tcp_pair`, with ``on_data``; and the server end."""
-    with anyio.fail_after(5):
-        async with tcp_pair() as (client, server):
-            feed = _feed.take_over(client, b"")
-            assert feed is not None
-            feed.on_data = on_data
-            yield feed, server
+class Wrapper(httpcore.AsyncNetworkStream):
+    """Holds bytes read past a response, as httpcore's upgraded stream does."""
 
+    def __init__(self, stream: httpcore.AsyncNetworkStream, leading: bytes) -> None:
+        self.stream = stream
+        self.leading = leading
 
-async def read_until(feed: _feed.TransportFeed, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = await feed.read()
-        assert chunk, "the stream ended early"
-        data += chunk
-    return data
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self.leading:
+            data, self.leading = self.leading[:max_bytes], self.leading[max_bytes:]
+            return data
+        return await self.stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self.stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_feed_returns_leading_bytes_then_what_anyio_had_read_then_new_data() -> None:
+async def test_backend_reads_what_a_wrapper_holds_first_then_its_own_stream() -> None:
     with anyio.fail_after(5):
-        async with tcp_pair() as (client, server):
+        async with backend_pair() as (client, server):
+            # httpcore's side of the stream: read() splits what is larger than asked.
             await server.send(b"abcdef")
-            # anyio keeps what does not fit in a read for the next one.
-            assert await client.receive(2) == b"ab"
-            feed = _feed.take_over(client, b"LEAD")
-            assert feed is not None
-            assert await feed.read() == b"LEAD"
-            assert await feed.read() == b"cdef"
+            assert await client.read(2) == b"ab"
+            io = asyncio_io(Wrapper(client, b"LEAD" * 3))
+            assert io is not None
+            assert io.name == "asyncio"
+            assert await io.read(5) == b"LEADL"
+            assert await io.read(100) == b"EADLEAD"
+            assert await io.read(100) == b"cdef"
             await server.send(b"more")
-            assert await read_until(feed, 4) == b"more"
-            # Writes still go through the anyio stream.
-            await client.send(b"to server")
+            assert await io.read(100) == b"more"
+            await io.write(b"to server")
             assert await server.receive() == b"to server"
             await server.aclose()
-            assert await feed.read() == b""
-            assert await feed.read() == b""
+            assert await io.read(100) == b""
+            assert await io.read(100) == b""
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_feed_gives_chunks_to_on_data_and_queues_what_it_returns() -> None:
+async def test_backend_gives_chunks_to_on_data_and_queues_what_it_returns() -> None:
     seen: list[bytes] = []
-    leftover = object()
+    leftover = Leftover(["left"], 0)
 
-    def on_data(data: bytes) -> Any:
+    def on_data(data: bytes) -> Leftover | None:
         seen.append(data)
         return leftover if data.endswith(b"!") else None
 
-    async with fed(on_data) as (feed, server):
-        async with anyio.create_task_group() as group:
+    with anyio.fail_after(5):
+        async with backend_pair() as (client, server):
+            io = asyncio_io(client)
+            assert io is not None
+            assert io.set_on_data is not None
+            io.set_on_data(on_data)
             results: list[Any] = []
+            async with anyio.create_task_group() as group:
 
-            async def reader() -> None:
-                results.append(await feed.read())
+                async def reader() -> None:
+                    results.append(await io.read(100))
 
-            group.start_soon(reader)
-            await server.send(b"handled")
-            await server.send(b"left over!")
-        # on_data handled the first chunk (read() went on waiting) and
-        # handed back the second, which read() returned.
-        assert b"".join(seen).startswith(b"handled")
-        assert results == [leftover]
-        assert not feed.transport.is_reading()  # paused until the next read()
+                group.start_soon(reader)
+                await server.send(b"handled")
+                await servers.wait_until(lambda: bool(seen))
+                await server.send(b"left over!")
+            # on_data handled the first chunk (read() went on waiting) and
+            # handed back the second, which read() returned.
+            assert b"".join(seen).startswith(b"handled")
+            assert results == [leftover]
+            assert not client._transport.is_reading()  # paused until the next read()
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_feed_raises_what_on_data_raised_as_the_read_error() -> None:
-    def on_data(data: bytes) -> Any:
+async def test_backend_raises_what_on_data_raised_as_the_read_error() -> None:
+    def on_data(data: bytes) -> Leftover | None:
         raise ValueError("parser bug")
 
-    async with fed(on_data) as (feed, server), anyio.create_task_group() as group:
+    with anyio.fail_after(5):
+        async with backend_pair() as (client, server), anyio.create_task_group() as group:
+            io = asyncio_io(client)
+            assert io is not None
+            assert io.set_on_data is not None
+            io.set_on_data(on_data)
 
-        async def send_later() -> None:
-            await server.send(b"x")
+            async def send_later() -> None:
+                await server.send(b"x")
 
-        group.start_soon(send_later)
-        with pytest.raises(ValueError, match="parser bug"):
-            await feed.read()
-
-
-async def test_feed_takes_no_stream_but_anyio_asyncio_socket_streams(anyio_backend: str) -> None:
-    async with tcp_pair() as (client, _server):
-        feed = _feed.take_over(client, b"")
-        assert (feed is not None) is (anyio_backend == "asyncio")
-        assert _feed.take_over(object(), b"") is None
+            group.start_soon(send_later)
+            with pytest.raises(ValueError, match="parser bug"):
+                await io.read(100)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_feed_is_not_installed_on_a_stream_at_its_end() -> None:
+async def test_backend_maps_errors_and_timeouts_to_httpcore_exceptions() -> None:
     with anyio.fail_after(5):
-        async with tcp_pair() as (client, server):
-            await server.send(b"last")
-            await server.aclose()
-            assert await client.receive() == b"last"
-            with pytest.raises(anyio.EndOfStream):
-                await client.receive()
-            assert _feed.take_over(client, b"") is None
+        async with backend_pair() as (client, _server):
+            with pytest.raises(httpcore.ReadTimeout):
+                await client.read(10, timeout=0.01)
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        await listener.aclose()
+        with pytest.raises(httpcore.ConnectError):
+            await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=5)
+
+
+async def test_only_streams_of_the_library_get_its_backend_io(anyio_backend: str) -> None:
+    class Other(Wrapper):
+        def get_extra_info(self, info: str) -> Any:
+            return None
+
+    assert asyncio_io(Other(Wrapper.__new__(Wrapper), b"")) is None
 
 
 # --------------------------------------------------------------------------- through the session
@@ -213,22 +233,14 @@ async def test_frames_in_the_same_write_as_the_response_all_arrive_in_order(
     assert received == first + later
 
 
-@pytest.fixture(params=["descriptor", "transport", "asyncio-backend"])
-async def writer(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[httpx.AsyncClient | None]:
-    """How frames are written at once, and the client that makes it so.
-
-    Through httpx's own transport (anyio): to the socket's descriptor, or (as on
-    uvloop, whose socket object has no usable descriptor) to the asyncio
-    transport. Through the library's transport (the default client, ``None``):
-    to the transport of the library's asyncio backend.
-    """
-    if request.param == "asyncio-backend":
+@pytest.fixture(params=["library-transport", "httpx-transport"])
+async def writer(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient | None]:
+    """The client of the session: the default one (the library's transport, whose backend
+    writes a frame at once when nothing is queued) or one with httpx's own transport (every
+    frame through the flusher)."""
+    if request.param == "library-transport":
         yield None
         return
-    if request.param == "transport":
-        monkeypatch.setattr(_feed, "_fd_writer", lambda stream: None)
     async with httpx.AsyncClient() as client:
         yield client
 
@@ -311,7 +323,7 @@ async def test_fast_paths_off_give_the_same_messages(
     if plain in ("channel", "both"):
         monkeypatch.setattr(_inbox, "channel_state", lambda send, receive: None)
     if plain in ("feed", "both"):
-        monkeypatch.setattr(_feed, "take_over", lambda stream, leading: None)
+        monkeypatch.setattr(streams._io, "asyncio_io", lambda stream: None)
     texts = [f"message {i} " + "x" * (i % 300) for i in range(3000)]
 
     async def script(peer: ScriptedPeer) -> None:
@@ -357,12 +369,12 @@ async def test_receive_stream_gets_what_a_typed_stream_read_ahead_first() -> Non
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_the_session_reads_a_plain_connection_through_the_feed(echo_url: str) -> None:
+async def test_a_client_with_httpx_transport_gets_the_generic_path(echo_url: str) -> None:
     async with httpx.AsyncClient() as client, streams.aconnect_ws(echo_url, client) as ws:
         await ws.send_text("hello")
         assert await ws.receive_text() == "hello"
         assert ws._engine is not None
-        assert isinstance(getattr(ws._engine.io.read, "__self__", None), _feed.TransportFeed)
+        assert ws._engine.io.name == "generic"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])

@@ -6,8 +6,6 @@
 - :mod:`._backend`: the network backend given to httpcore, by event loop;
 - :mod:`._probe`: the bytes httpcore's upgrade wrapper holds, read first;
 - :mod:`._generic`: any network stream, through httpcore's public interface;
-- :mod:`._anyio_feed`: httpcore's anyio stream read beneath its wrappers, and on
-  asyncio parsed in the transport's callback.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from ._anyio_feed import anyio_io
 from ._asyncio import asyncio_io
 from ._generic import generic_io
 
@@ -29,7 +26,7 @@ __all__ = ["open_io"]
 
 def open_io(stream: AsyncNetworkStream) -> ByteIO:
     """Return the fastest backend that can read and write ``stream``."""
-    return asyncio_io(stream) or _trio_io(stream) or anyio_io(stream) or generic_io(stream)
+    return asyncio_io(stream) or _trio_io(stream) or generic_io(stream)
 
 
 def _trio_io(stream: AsyncNetworkStream) -> ByteIO | None:
