@@ -7,19 +7,21 @@ overflow and forget superseded subscriptions, which a channel cannot do.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import dataclasses
 import enum
 import logging
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
+from ._codec import encode_json, encode_json_text
 from ._exceptions import HTTPXWSException
-from ._types import Message
+from ._types import JSONMode, Message
 
-__all__ = ["Outbox", "OutboxFullError", "OutboxOverflow"]
+__all__ = ["FeedSending", "Outbox", "OutboxFullError", "OutboxOverflow"]
 
 logger = logging.getLogger("streams.reconnect")
 
@@ -165,3 +167,130 @@ class Outbox:
                 logger.exception("on_undelivered callback failed")
         else:
             logger.warning("%d message(s) were not delivered", len(messages))
+
+
+class FeedSending:
+    """The sending half of a reconnecting feed: every message goes through its :class:`Outbox`.
+
+    The feed provides ``_outbox`` and ``_check()`` (which raises once the feed ended).
+    """
+
+    __slots__ = ()
+
+    _outbox: Outbox
+
+    def _check(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def outbox_size(self) -> int:
+        """How many messages may wait to be written."""
+        return self._outbox.size
+
+    @property
+    def outbox_overflow(self) -> OutboxOverflow:
+        """What ``send`` does when the outbox is full."""
+        return self._outbox.overflow
+
+    @property
+    def subscriptions(self) -> tuple[Message, ...]:
+        """The remembered subscriptions, in the order they are replayed."""
+        return tuple(self._outbox.subscriptions)
+
+    @property
+    def pending(self) -> tuple[Message, ...]:
+        """The messages waiting in the outbox (those being written first)."""
+        return self._outbox.pending
+
+    @property
+    def undelivered(self) -> list[Message]:
+        """Every message that was accepted but never written: dropped by the
+        ``drop_oldest`` overflow policy, or still waiting when the feed closed."""
+        return list(self._outbox.undelivered)
+
+    async def send(self, message: Message) -> None:
+        """Queue a message; it is written as soon as a connection takes it.
+
+        Messages go out in the order they were queued, after the hooks and the
+        subscriptions of the connection that writes them. A message leaves the
+        outbox once flushed to the network; if the connection breaks first,
+        it is written again on the next connection (so a message the server
+        had already received may arrive twice).
+
+        Raises:
+            OutboxFullError: the outbox is full and ``outbox_overflow="error"``.
+            DisconnectSignal: the feed ended because of the policy.
+            anyio.ClosedResourceError: the feed was closed.
+
+        Cancelling is safe: with ``outbox_overflow="wait"``, a cancelled call
+        queued nothing.
+        """
+        self._check()
+        await self._outbox.put(Entry(message, Kind.DATA), self._check)
+
+    async def send_text(self, data: str) -> None:
+        """Queue a text message (see :meth:`send`)."""
+        await self.send(str(data))
+
+    async def send_bytes(self, data: builtins.bytes) -> None:
+        """Queue a binary message (see :meth:`send`)."""
+        await self.send(builtins.bytes(data))
+
+    async def send_json(self, data: Any, mode: JSONMode = "text") -> None:
+        """Queue a value as JSON, encoded with msgspec (see :meth:`send`).
+
+        Raises:
+            TypeError: msgspec cannot encode ``data``.
+        """
+        if mode == "text":
+            await self.send(encode_json_text(data))
+        elif mode == "binary":
+            await self.send(encode_json(data))
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+
+    async def subscribe(self, message: Message) -> None:
+        """Send a subscription message now (through the outbox) and again after every reconnect.
+
+        Subscribing twice to the same message does nothing the second time.
+        After a resume (the server kept the session) subscriptions are not
+        sent again.
+
+        Raises:
+            OutboxFullError: the outbox is full and ``outbox_overflow="error"``
+                (the subscription is then not remembered).
+        """
+        self._check()
+        if message in self._outbox.subscriptions:
+            return
+        self._outbox.subscriptions[message] = None
+        try:
+            await self._outbox.put(Entry(message, Kind.SUBSCRIBE), self._check)
+        except BaseException:
+            self._outbox.subscriptions.pop(message, None)
+            raise
+
+    async def unsubscribe(
+        self, message: Message, unsubscribe_message: Message | None = None
+    ) -> None:
+        """Forget a subscription; send ``unsubscribe_message`` (if given) through the outbox.
+
+        A subscription still waiting in the outbox is dropped. The unsubscribe
+        message is dropped too if a new connection starts before it is written
+        (the new connection never had the subscription).
+        """
+        self._check()
+        self._outbox.forget(message)
+        if unsubscribe_message is not None:
+            await self._outbox.put(Entry(unsubscribe_message, Kind.UNSUBSCRIBE), self._check)
+
+    async def drain(self) -> None:
+        """Wait until every queued message has been written.
+
+        Raises:
+            DisconnectSignal: the policy ended the feed before (see :attr:`undelivered`).
+            anyio.ClosedResourceError: the feed was closed before.
+        """
+        while not self._outbox.empty:
+            self._check()
+            await self._outbox.changed()

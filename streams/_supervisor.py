@@ -14,13 +14,14 @@ import dataclasses
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Self
+from typing import Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._backoff import Backoff
 from ._classify import single_leaf
+from ._feedstate import StateChange, StateChanges
 from ._holder import Held, SessionHolder
 from ._outbox import Outbox
 from ._packets import WebsocketState
@@ -28,7 +29,7 @@ from ._policy import DisconnectSignal, WebsocketAction, WebsocketCause, Websocke
 from ._session import AsyncWebSocketSession
 from ._types import Message
 
-__all__ = ["FeedOptions", "StateChange", "StateChanges", "Supervisor"]
+__all__ = ["FeedOptions", "Supervisor"]
 
 logger = logging.getLogger("streams.reconnect")
 
@@ -60,66 +61,6 @@ class FeedOptions:
     def __post_init__(self) -> None:
         if self.max_attempts is not None and self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1 (or None)")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StateChange:
-    """One change of a :class:`ReconnectingWebSocket`'s state.
-
-    Attributes:
-        state: the new state.
-        attempt: the number of the current attempt since the last stable
-            connection (1 for the first).
-        connections: how many connections succeeded so far.
-        cause: why the previous connection ended or the attempt failed.
-        action: what the policy decided about ``cause``.
-        delay: seconds until the next attempt (when DISCONNECTED and retrying).
-        final: the feed is closed; this is the last change.
-    """
-
-    state: WebsocketState
-    attempt: int
-    connections: int
-    cause: WebsocketCause | None = None
-    action: WebsocketAction | None = None
-    delay: float | None = None
-    final: bool = False
-
-
-class StateChanges:
-    """The state changes of a feed, as an async iterator (made by ``feed.states()``).
-
-    It is also an async context manager; leaving it, or :meth:`aclose`, stops
-    the changes from queueing up. Dropping it does the same.
-    """
-
-    def __init__(self, channel: MemoryObjectReceiveStream[StateChange]) -> None:
-        self._channel = channel
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> StateChange:
-        try:
-            return await self._channel.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._channel.close()
-            raise StopAsyncIteration from None
-
-    async def aclose(self) -> None:
-        """Stop receiving changes."""
-        self._channel.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._channel.close()
-
-    def __del__(self) -> None:
-        # An observer nobody reads any more is simply dropped (the feed notices
-        # the closed channel at the next change).
-        self._channel.close()
 
 
 class Supervisor:

@@ -40,7 +40,10 @@ class Echo:
         self.closes: list[int] = []
 
     async def __call__(self, peer: ScriptedPeer) -> None:
-        code, _ = await peer.echo(timeout=10)
+        try:
+            code, _ = await peer.echo(timeout=10)
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return  # the client dropped the connection without closing
         self.closes.append(code)
 
 
