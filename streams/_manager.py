@@ -37,7 +37,7 @@ class Websocket:
       tasks), so an exception, a timeout or a cancellation anywhere around
       :meth:`connect`, :meth:`receive` or :meth:`disconnect` is safe. Call
       :meth:`disconnect` (in a ``finally``) when done: until then the session
-      stays open, answering pings, until the event loop ends.
+      stays open (sending keepalive pings) until the event loop ends.
     - ``async with Websocket() as ws:``: the task is one of the manager's own
       task group; leaving the block disconnects.
 
