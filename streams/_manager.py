@@ -161,6 +161,8 @@ class Websocket:
             await self._drop()  # the session the server closed, if any
             if not self._entered:
                 await self._holder.host.detach()
+            if self._state is not _CONNECTING:  # disconnect() came meanwhile
+                raise ConnectAborted
             self._held = held
             await self._holder.open(url, held)
         except ConnectAborted:
@@ -206,6 +208,7 @@ class Websocket:
         try:
             await self._drop()
             await self._connect_done.wait()
+            await self._drop()  # what a connect() in progress opened meanwhile
             if not self._entered:
                 await host.stop()
         finally:
