@@ -29,22 +29,13 @@ _DISCONNECTED, _DISCONNECTING = WebsocketState.DISCONNECTED, WebsocketState.DISC
 class Websocket:
     """Custom websocket manager: one session at a time, typed packets, signals on failure.
 
-    Two ways to use it, with the same guarantees:
-
-    - bare (``ws = Websocket(); await ws.connect(url) ... await ws.disconnect()``):
-      the session is held by a background task the manager starts outside the
-      caller's cancel scopes (asyncio's ``loop.create_task``, trio's system
-      tasks), so an exception, a timeout or a cancellation anywhere around
-      :meth:`connect`, :meth:`receive` or :meth:`disconnect` is safe. Call
-      :meth:`disconnect` (in a ``finally``) when done: until then the session
-      stays open (sending keepalive pings) until the event loop ends.
-    - ``async with Websocket() as ws:``: the task is one of the manager's own
-      task group; leaving the block disconnects.
-
-    Any task may connect, receive, send and disconnect. :meth:`receive`,
-    :meth:`send_bytes` and :meth:`send_json` may be called from several tasks
-    at once. After a connection ended they raise the signal that ended it
-    again, until the next :meth:`connect`.
+    The session is held by a task that no caller's cancel scope contains: one
+    of the manager's own task group in ``async with Websocket() as ws:`` (leaving
+    the block disconnects), or, bare, a task started with the event loop's API
+    (call :meth:`disconnect` when done). So any task may connect, receive, send
+    and disconnect, and an exception, timeout or cancellation around any call is
+    safe. After a connection ended, :meth:`receive` and the sends raise the
+    signal that ended it again, until the next :meth:`connect`.
 
     Args:
         policy: decides which signal each failure raises (default: :class:`WebsocketPolicy`).
