@@ -14,7 +14,7 @@ import signal
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import anyio
@@ -23,8 +23,9 @@ import anyio.lowlevel
 import httpx
 import msgspec
 
+from ._classify import Failure, classify
 from ._connect import aconnect_ws
-from ._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketUpgradeError
+from ._exceptions import WebSocketDisconnect, WebSocketUpgradeError
 from ._session import AsyncWebSocketSession
 
 __all__ = ["main"]
@@ -385,40 +386,27 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _causes(exc: BaseException | None) -> Iterator[BaseException]:
-    while exc is not None:
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _describe(exc: BaseException, url: str) -> str:
     """One line for an error, without a traceback."""
+    failure = classify(exc)
     if isinstance(exc, WebSocketUpgradeError):
         status = exc.response.status_code
         if status != 101:
             phrase = exc.response.reason_phrase
             return f"handshake rejected by {url}: HTTP {status} {phrase}".rstrip()
         return f"invalid handshake from {url}: {exc}"
-    if isinstance(exc, httpx.ConnectError):
-        text = str(exc)
-        causes = list(_causes(exc))
-        if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in causes):
-            return f"TLS failure connecting to {url}: {text} (use --insecure to skip verification)"
-        if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
-            return f"connection refused: {url}"
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
-            return f"TLS failure connecting to {url}: {text} (use --insecure to skip verification)"
-        if "refused" in text.lower():
-            return f"connection refused: {url}"
-        return f"cannot connect to {url}: {text}"
-    if isinstance(exc, httpx.TimeoutException):
+    if failure is Failure.TLS:
+        return f"TLS failure connecting to {url}: {exc} (use --insecure to skip verification)"
+    if failure is Failure.REFUSED:
+        return f"connection refused: {url}"
+    if failure is Failure.CONNECT:
+        return f"cannot connect to {url}: {exc}"
+    if failure is Failure.TIMEOUT:
         return f"timed out connecting to {url}"
     if isinstance(exc, httpx.HTTPError):
         return f"HTTP error with {url}: {exc}"
     if isinstance(exc, WebSocketDisconnect):
         return f"connection closed: code {exc.code}" + (f", {exc.reason}" if exc.reason else "")
-    if isinstance(exc, HTTPXWSException):
-        return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 

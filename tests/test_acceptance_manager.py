@@ -441,12 +441,6 @@ async def test_shared_mode_reconnects_and_every_receiver_learns_of_the_end(
     assert ws.disconnected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bare mode holds the session's task group in the caller's task, so a cancel scope "
-    "opened around connect() alone (anyio.fail_after) is exited while the task group is "
-    "still inside it: RuntimeError on asyncio, TrioInternalError on trio",
-)
 async def test_timeout_around_connect_alone(echo_url: str) -> None:
     ws = Websocket()
     try:

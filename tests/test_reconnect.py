@@ -13,6 +13,7 @@ once), ``rng`` and ``clock``: no test waits for a real backoff.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import socket
 import struct
@@ -26,6 +27,7 @@ import msgspec
 import pytest
 from anyio.abc import SocketAttribute
 
+import streams._reconnect
 from streams import AsyncWebSocketSession
 from streams._reconnect import (
     Backoff,
@@ -989,3 +991,22 @@ async def test_closing_writes_what_is_queued_first(server: FeedServer) -> None:
     assert feed.undelivered == []
     await server.wait_until(lambda: server.closes == [1000])
     assert server.data() == [f"m{i}" for i in range(200)]
+
+
+# --------------------------------------------------------------------------- the factory
+
+
+def test_reconnecting_ws_takes_the_signature_of_the_feed() -> None:
+    assert inspect.signature(reconnecting_ws) == inspect.signature(ReconnectingWebSocket)
+    assert reconnecting_ws.__name__ == "reconnecting_ws"
+    assert "ReconnectingWebSocket" in (reconnecting_ws.__doc__ or "")
+    with pytest.raises(ValueError, match="outbox_size"):
+        reconnecting_ws("ws://127.0.0.1:9", outbox_size=0)
+    with pytest.raises(ValueError, match="max_attempts"):
+        reconnecting_ws("ws://127.0.0.1:9", max_attempts=0)
+
+
+def test_the_feed_does_not_reach_into_the_manager() -> None:
+    source = inspect.getsource(streams._reconnect)
+    assert "from .websocket" not in source
+    assert "from ._manager" not in source

@@ -23,7 +23,7 @@ import trustme
 from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSStream
 
-import streams.websocket as websocket_module
+import streams._policy as policy_module
 from streams import (
     WebSocketDisconnect,
     WebSocketKeepaliveTimeout,
@@ -69,7 +69,7 @@ async def answer_handshake(
 
 @asynccontextmanager
 async def bare(**options: Any) -> AsyncIterator[Websocket]:
-    """A bare-mode manager, always disconnected at the end (from the task that connected)."""
+    """A bare-mode manager, always disconnected at the end."""
     ws = Websocket(**options)
     try:
         yield ws
@@ -316,15 +316,15 @@ def test_unrelated_exceptions_are_not_connection_failures(exc: Exception) -> Non
     ],
 )
 def test_retry_after_seconds(value: str | None, expected: float | None) -> None:
-    assert websocket_module._retry_after_seconds(value) == expected
+    assert policy_module._retry_after_seconds(value) == expected
 
 
 def test_retry_after_http_date() -> None:
     now = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
     later = email.utils.format_datetime(now + datetime.timedelta(seconds=90), usegmt=True)
-    assert websocket_module._retry_after_seconds(later, now=now.timestamp()) == 90.0
+    assert policy_module._retry_after_seconds(later, now=now.timestamp()) == 90.0
     earlier = email.utils.format_datetime(now - datetime.timedelta(seconds=90), usegmt=True)
-    assert websocket_module._retry_after_seconds(earlier, now=now.timestamp()) == 0.0
+    assert policy_module._retry_after_seconds(earlier, now=now.timestamp()) == 0.0
 
 
 # --------------------------------------------------------------------------- receiving and sending
@@ -598,27 +598,23 @@ async def test_the_same_manager_reconnects_after_a_signal() -> None:
 
 
 @pytest.mark.anyio
-async def test_bare_mode_refuses_disconnect_from_another_task() -> None:
+async def test_bare_mode_disconnect_from_another_task_closes_with_1000() -> None:
+    closes: list[int] = []
+
     async def script(peer: ScriptedPeer) -> None:
-        await echo_until_closed(peer)
+        with pytest.raises(CloseReceived) as info:
+            await peer.receive_message(timeout=5)
+        closes.append(info.value.code)
 
     async with scripted_server(script) as url:
         ws = Websocket()
         await ws.connect(url)
-        errors: list[BaseException] = []
-
-        async def other() -> None:
-            try:
-                await ws.disconnect()
-            except RuntimeError as exc:
-                errors.append(exc)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(other)
-        assert len(errors) == 1
-        assert "async with Websocket()" in str(errors[0])
-        await ws.disconnect()  # from the owner: fine
+            tg.start_soon(ws.disconnect)
         assert ws.disconnected
+        with pytest.raises(DisconnectSignal):
+            await ws.receive()
+    assert closes == [1000]
 
 
 @pytest.mark.anyio

@@ -1,0 +1,296 @@
+"""The connection manager's face: :class:`Websocket` over the session holder.
+
+One session at a time, typed packets, a signal when the connection ends, no
+automatic reconnect. The public module is :mod:`streams.websocket`.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx
+
+from ._holder import ConnectAborted, Held, SessionHolder
+from ._packets import WebsocketPacket, WebsocketState, to_packet
+from ._policy import DisconnectSignal, WebsocketPolicy, WebsocketSignal
+from ._session import AsyncWebSocketSession
+
+__all__ = ["Websocket"]
+
+logger = logging.getLogger("streams.websocket")
+
+_CONNECTED, _CONNECTING = WebsocketState.CONNECTED, WebsocketState.CONNECTING
+_DISCONNECTED, _DISCONNECTING = WebsocketState.DISCONNECTED, WebsocketState.DISCONNECTING
+
+
+class Websocket:
+    """Custom websocket manager: one session at a time, typed packets, signals on failure.
+
+    The session is held by a task that no caller's cancel scope contains: one
+    of the manager's own task group in ``async with Websocket() as ws:`` (leaving
+    the block disconnects), or, bare, a task started with the event loop's API
+    (call :meth:`disconnect` when done). So any task may connect, receive, send
+    and disconnect, and an exception, timeout or cancellation around any call is
+    safe. After a connection ended, :meth:`receive` and the sends raise the
+    signal that ended it again, until the next :meth:`connect`.
+
+    Args:
+        policy: decides which signal each failure raises (default: :class:`WebsocketPolicy`).
+        client: the :class:`httpx.AsyncClient` to connect with (not closed here);
+            a new default one per connection if ``None``.
+        **connect_options: passed to :func:`~streams.aconnect_ws` (keepalive,
+            queue size, headers, subprotocols, httpx ``timeout``...).
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: WebsocketPolicy | None = None,
+        client: httpx.AsyncClient | None = None,
+        **connect_options: Any,
+    ) -> None:
+        """Create a new websocket."""
+        policy = policy if policy is not None else WebsocketPolicy()
+        self._holder = SessionHolder(client, connect_options, policy, "streams websocket")
+        self._state = _DISCONNECTED
+        self._held: Held | None = None
+        # Why the last connection ended (raised again by later calls); None while
+        # connected or before the first connection.
+        self._ended: WebsocketSignal | None = None
+        self._entered = False
+        self._connect_done = anyio.Event()
+        self._connect_done.set()
+
+    @property
+    def policy(self) -> WebsocketPolicy:
+        """Decides which signal each failure raises (may be replaced at any time)."""
+        return self._holder.policy
+
+    @policy.setter
+    def policy(self, policy: WebsocketPolicy) -> None:
+        self._holder.policy = policy
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            raise RuntimeError("this Websocket is already entered")
+        if self._held is not None or self._holder.host.detached:
+            await self.disconnect()  # a bare-mode connection
+        await self._holder.host.enter()
+        self._entered = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.disconnect()
+        finally:
+            self._entered = False
+            await self._holder.host.exit(exc_type, exc, tb)
+
+    @property
+    def state(self) -> WebsocketState:
+        """The connection state (a session the server closed reads as DISCONNECTED at once)."""
+        session = self._held.session if self._held is not None else None
+        if self._state is _CONNECTED and session is not None and session.closed:
+            return _DISCONNECTED
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """If the websocket is currently connected."""
+        return self.state is _CONNECTED
+
+    @property
+    def connecting(self) -> bool:
+        """If the websocket is currently connecting."""
+        return self.state is _CONNECTING
+
+    @property
+    def disconnected(self) -> bool:
+        """If the websocket is currently disconnected."""
+        return self.state is _DISCONNECTED
+
+    @property
+    def disconnecting(self) -> bool:
+        """If the websocket is currently disconnecting."""
+        return self.state is _DISCONNECTING
+
+    @property
+    def session(self) -> AsyncWebSocketSession | None:
+        """The open session, or ``None`` while disconnected."""
+        return self._held.session if self._held is not None and self.connected else None
+
+    async def connect(self, url: str) -> None:
+        """Connect to a websocket endpoint.
+
+        Args:
+            url: The URL/URI to connect to.
+
+        Raises:
+            ReconnectSignal: Error occurred and further attempts should be made to connect.
+            DisconnectSignal: the policy says retrying is pointless (a 4xx
+                answer, a TLS failure), or :meth:`disconnect` was called meanwhile.
+            ResumeSignal: the policy maps this failure to a resume.
+            RuntimeError: already connected or connecting (:attr:`state` is not DISCONNECTED).
+
+        Cancelling is safe: the half-open connection is dropped and the state is
+        DISCONNECTED.
+        """
+        state = self.state
+        if state is not _DISCONNECTED:
+            raise RuntimeError(f"cannot connect: the websocket is {state.name}")
+        self._state, self._ended, self._connect_done = _CONNECTING, None, anyio.Event()
+        held = Held()
+        try:
+            await self._drop()  # the session the server closed, if any
+            if not self._entered:
+                await self._holder.host.detach()
+            if self._state is not _CONNECTING:  # disconnect() came meanwhile
+                raise ConnectAborted
+            self._held = held
+            await self._holder.open(url, held)
+        except ConnectAborted:
+            self._ended = DisconnectSignal()
+            raise self._ended from None
+        except Exception as exc:
+            verdict = self._holder.judge(exc, connecting=True)
+            if verdict is None:
+                raise
+            self._ended = WebsocketSignal.for_action(verdict[1], verdict[0])
+            logger.debug("connect to %s failed: %s", url, self._ended)
+            raise self._ended from exc
+        finally:
+            if self._state is _CONNECTING:
+                self._state = _DISCONNECTED if self._ended or not held.session else _CONNECTED
+            self._connect_done.set()
+        if self._state is not _CONNECTED:  # disconnect() came as the handshake ended
+            raise DisconnectSignal()
+
+    async def _drop(self) -> None:
+        """Close the held session, if any (gracefully: close code 1000)."""
+        held = self._held
+        if held is not None:
+            await held.close()
+            if self._held is held:
+                self._held = None
+
+    async def disconnect(self) -> None:
+        """Disconnect the websocket.
+
+        Closes the session with code 1000 (waiting at most the session's
+        ``close_timeout`` for the server), or abandons a :meth:`connect` in
+        progress. Calls in progress, and later ones until the next
+        :meth:`connect`, raise :class:`DisconnectSignal`. Does nothing if
+        already disconnected.
+
+        Cancelling is safe: the connection is then dropped without waiting.
+        """
+        self._ended = DisconnectSignal()
+        if self._state is not _DISCONNECTED:
+            self._state = _DISCONNECTING
+        host = self._holder.host
+        try:
+            await self._drop()
+            await self._connect_done.wait()
+            await self._drop()  # what a connect() in progress opened meanwhile
+            if not self._entered:
+                await host.stop()
+        finally:
+            host.cancel()  # a bare-mode task left behind by a cancellation
+            self._state = _DISCONNECTED
+
+    async def _current(self) -> AsyncWebSocketSession:
+        """The connected session, or raise the signal that ended the last one."""
+        if self._state is _CONNECTING:
+            await self._connect_done.wait()
+        held = self._held
+        session = held.session if held is not None and self._state is _CONNECTED else None
+        if session is not None:  # perhaps closed: its error then says why
+            return session
+        if self._ended is not None:
+            raise self._ended
+        raise RuntimeError("the websocket is not connected: call connect() first")
+
+    def _signal(self, exc: Exception) -> WebsocketSignal:
+        """Turn a session's exception into the signal the policy chooses, and drop the session."""
+        if self._ended is None:
+            verdict = self._holder.judge(exc, connecting=False)
+            if verdict is None:
+                raise exc
+            self._ended = WebsocketSignal.for_action(verdict[1], verdict[0])
+            logger.debug("connection ended: %s", self._ended)
+        if self._state is _CONNECTED:
+            self._state = _DISCONNECTED
+            if self._held is not None:  # its task closes the session now
+                self._held.release()
+        return self._ended
+
+    async def receive(self) -> WebsocketPacket:
+        """Block until a payload is received.
+
+        Returns:
+            The received payload, either bytes or JSON: a binary message gives
+            a :class:`WebsocketPacketBytes`, a text message holding a JSON object
+            a :class:`WebsocketPacketJSON`.
+
+        Raises:
+            DisconnectSignal: Error occurred and no further attempts should be
+                made to connect (or :meth:`disconnect` was called).
+            ReconnectSignal: Error occurred and further attempts should be made to connect.
+            RuntimeError: An unexpected payload type was received: a text message
+                that is not a JSON object (a :class:`WebsocketPayloadError`
+                holding the text; the connection stays open), or not connected.
+            ResumeSignal: Error occurred and an attempt to resume the session should be made.
+
+        Cancelling is safe: no message is lost.
+        """
+        session = await self._current()
+        try:
+            message = await session._receive_message(None)
+        except Exception as exc:
+            raise self._signal(exc) from exc
+        return to_packet(message)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send a bytes payload through the websocket.
+
+        Args:
+            data: The bytes payload to send.
+
+        Raises:
+            DisconnectSignal: Error occurred and no further attempts should be made to connect.
+            ReconnectSignal: Error occurred and further attempts should be made to connect.
+            ResumeSignal: Error occurred and an attempt to resume the session should be made.
+        """
+        session = await self._current()
+        try:
+            await session.send_bytes(data)
+        except Exception as exc:
+            raise self._signal(exc) from exc
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        """Send a JSON payload through the websocket (as a text message).
+
+        Args:
+            data: The JSON payload to send.
+
+        Raises:
+            DisconnectSignal: Error occurred and no further attempts should be made to connect.
+            ReconnectSignal: Error occurred and further attempts should be made to connect.
+            ResumeSignal: Error occurred and an attempt to resume the session should be made.
+            TypeError: ``data`` cannot be encoded as JSON.
+        """
+        session = await self._current()
+        try:
+            await session.send_json(data)
+        except (TypeError, ValueError):
+            raise
+        except Exception as exc:
+            raise self._signal(exc) from exc
