@@ -13,11 +13,12 @@ import functools
 import logging
 import ssl
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Generic, TypeVar, overload
 
 import httpx
 
+from ._connect_errors import check_request_keywords, http_url, restated
 from ._exceptions import WebSocketUpgradeError
 from ._http import AsyncHTTPTransport
 from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
@@ -39,7 +40,6 @@ logger = logging.getLogger("streams")
 
 AsyncSession = TypeVar("AsyncSession", bound=AsyncWebSocketSession)
 
-_SCHEMES = {"ws": "http", "wss": "https"}
 _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-websocket-extensions")
 
 
@@ -59,38 +59,6 @@ def default_client() -> httpx.AsyncClient:
     if any(urllib.request.getproxies().values()):
         return httpx.AsyncClient(verify=ssl_context)
     return httpx.AsyncClient(verify=ssl_context, transport=AsyncHTTPTransport(verify=ssl_context))
-
-
-def http_url(url: httpx.URL | str) -> httpx.URL:
-    """Return ``url`` with ``ws://`` and ``wss://`` turned into ``http://`` and ``https://``."""
-    url = httpx.URL(url)
-    scheme = _SCHEMES.get(url.scheme)
-    if scheme is not None:
-        url = url.copy_with(scheme=scheme)
-    return url
-
-
-@contextlib.contextmanager
-def _restated() -> Iterator[None]:
-    """Give an :class:`httpx.ConnectError` without a message the message of its root cause.
-
-    On some backends httpcore raises ``ConnectError('')`` with the useful
-    message (a refused connection, a certificate that fails verification)
-    several causes down.
-    """
-    try:
-        yield
-    except httpx.ConnectError as exc:
-        if str(exc):
-            raise
-        cause: BaseException | None = exc
-        message = ""
-        while cause is not None and not message:
-            message = str(cause)
-            cause = cause.__cause__ or cause.__context__
-        if not message:
-            raise
-        raise httpx.ConnectError(message, request=exc.request) from exc
 
 
 class AsyncWebSocketClient(Generic[AsyncSession]):
@@ -183,9 +151,10 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         headers = httpx.Headers(kwargs.pop("headers", None))
         headers.update(handshake.request_headers())
         target = http_url(url)
+        check_request_keywords("aconnect_ws", self.client, kwargs)
         logger.debug("connecting to %s", target)
         async with contextlib.AsyncExitStack() as stack:
-            with _restated():
+            with restated(target):
                 response = await stack.enter_async_context(
                     self.client.stream("GET", target, headers=headers, **kwargs)
                 )

@@ -60,6 +60,8 @@ class Inbox:
         # made by the event loop's own Event class, without anyio's look-up.
         self._arrival: anyio.Event | None = None
         self._new_event: Callable[[], anyio.Event] | None = None
+        # Messages were put in the channel since the consumer last waited for one.
+        self._unanswered = False
         # Set when the consumer waits for a message (or leaves), for wait_consumer_idle().
         self._asked: anyio.Event | None = None
 
@@ -78,12 +80,15 @@ class Inbox:
         state = self._state
         if state is None or is_closed(self._to_consumer):
             send_nowait = self._to_consumer.send_nowait
+            start = index
             try:
                 while index < count:
                     send_nowait(messages[index])
                     index += 1
             except anyio.WouldBlock:
                 pass
+            if index > start:
+                self._unanswered = True
             return index
         if not state.open_receive_channels:
             self.wake()
@@ -91,6 +96,7 @@ class Inbox:
         if state.waiting_receivers:
             # A receiver waits, so the buffer is empty: anyio hands it the first.
             send_nowait = self._to_consumer.send_nowait
+            self._unanswered = True
             try:
                 while index < count and state.waiting_receivers:
                     send_nowait(messages[index])
@@ -99,6 +105,8 @@ class Inbox:
                 return index
         buffer = state.buffer
         room = state.max_buffer_size - len(buffer)
+        if room > 0 and index < count:
+            self._unanswered = True
         if room >= count - index:
             buffer.extend(messages[index:] if index else messages)
             index = count
@@ -180,12 +188,7 @@ class Inbox:
         What the consumer does with a message (answer it, most often) is done
         once it asks for the next one.
         """
-        if not self.delivering or is_closed(self.receive_stream):
-            return
-        state = self._state
-        if not self._unread and (
-            self._arrival is not None or (state is not None and state.waiting_receivers)
-        ):
+        if not self._unanswered or not self.delivering or is_closed(self.receive_stream):
             return
         self._asked = asked = anyio.Event()
         await asked.wait()
@@ -257,6 +260,8 @@ class Inbox:
                 return stream.receive_nowait()
             except anyio.WouldBlock:
                 pass
+            # The consumer took (and answered) everything before: it asks for more.
+            self._unanswered = False
             if self._asked is not None:
                 self._consumer_asked()
             if state is None or state.max_buffer_size < 1:

@@ -134,12 +134,12 @@ class Reader:
         if messages:
             await self._inbox.deliver(messages, index)
         if protocol.failure_pending:
-            # The peer broke the protocol after sending these messages: let
-            # the consumer take and answer them, then fail.
-            if messages:
-                with anyio.move_on_after(FAILURE_GRACE):
-                    await self._inbox.wait_consumer_idle()
-                    await self._outbox.drain()
+            # The peer broke the protocol after sending messages: let the
+            # consumer take and answer them (it then asks for the next one),
+            # write the answers, then fail.
+            with anyio.move_on_after(FAILURE_GRACE):
+                await self._inbox.wait_consumer_idle()
+                await self._outbox.drain()
             protocol.release_failure()
             self._outbox.queue(protocol.data_to_send())
         return protocol.state is not CloseState.CLOSED
