@@ -11,6 +11,7 @@ import json
 import os
 import random
 import resource
+import ssl
 import sys
 import threading
 import time
@@ -291,7 +292,12 @@ def client_args(variants: tuple[str, ...]) -> argparse.Namespace:
     """Parse the command line shared by every client script."""
     p = argparse.ArgumentParser()
     p.add_argument(
-        "--url", required=True, help="base URL of the benchmark server, ws://127.0.0.1:PORT"
+        "--url",
+        required=True,
+        help="base URL of the benchmark server, ws://127.0.0.1:PORT or wss://127.0.0.1:PORT",
+    )
+    p.add_argument(
+        "--ca", default=None, help="PEM file of the CA to verify the wss:// server's certificate"
     )
     p.add_argument("--scenario", required=True, choices=sorted(SCENARIOS))
     p.add_argument("--variant", default=variants[0], choices=variants)
@@ -305,6 +311,15 @@ def client_args(variants: tuple[str, ...]) -> argparse.Namespace:
     if soft < min(hard, 8192):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     return args
+
+
+def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """Return the context that verifies the server against ``--ca`` for a wss:// URL, else None."""
+    if not args.url.startswith("wss://"):
+        return None
+    if args.ca is None:
+        raise SystemExit("a wss:// URL needs --ca, the PEM file of the server's CA")
+    return ssl.create_default_context(cafile=args.ca)
 
 
 def emit(args: argparse.Namespace, library: str, result: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """Benchmark client for aiohttp's WebSocket client (``ClientSession.ws_connect``).
 
 Variants: ``asyncio``, ``uvloop``. Default settings except no heartbeat and ``max_msg_size``
-large enough for 1 MiB messages. One ``ClientSession`` is shared by all sessions, as aiohttp
-recommends.
+large enough for 1 MiB messages; on wss:// the certificate is verified against ``--ca``
+(``ssl=``). One ``ClientSession`` is shared by all sessions, as aiohttp recommends.
 """
 
 from __future__ import annotations
@@ -29,11 +29,14 @@ from _common import (
     run_main,
     send_text,
     settle_rss,
+    ssl_context,
     throughput,
 )
 
 args = client_args(("asyncio", "uvloop"))
 OPTIONS: dict[str, Any] = {"max_msg_size": 16 * MIB, "heartbeat": None, "compress": 0}
+if (SSL := ssl_context(args)) is not None:
+    OPTIONS["ssl"] = SSL
 KIND = {
     "recv_text": "text",
     "recv_json": "json",

@@ -1,7 +1,8 @@
 """Benchmark client for httpx-ws (httpx + wsproto + anyio).
 
 Variants: ``asyncio``, ``trio``. Default settings except no keepalive pings and a message size
-limit large enough for 1 MiB messages. The memory scenarios share one ``httpx.AsyncClient``
+limit large enough for 1 MiB messages. Every session goes through an ``httpx.AsyncClient`` made
+here, ``verify=`` the context that trusts ``--ca`` on wss://; the memory scenarios share one
 (a client per session costs an SSL context each, see docs/performance.md).
 """
 
@@ -30,6 +31,7 @@ from _common import (
     run_main,
     send_text,
     settle_rss,
+    ssl_context,
     throughput,
 )
 from httpx_ws import WebSocketDisconnect, aconnect_ws
@@ -47,9 +49,18 @@ KIND = {
 }
 
 
+SSL = ssl_context(args)
+
+
+def new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(verify=SSL if SSL is not None else True, trust_env=False)
+
+
 def shared_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None)
+        verify=SSL if SSL is not None else True,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
     )
 
 
@@ -62,7 +73,7 @@ async def main() -> None:
             decode = msgspec.json.decode
         elif s == "recv_struct":
             decode = msgspec.json.Decoder(Tick).decode
-        async with aconnect_ws(url + blast_path(n, size, KIND[s]), **OPTIONS) as ws:
+        async with aconnect_ws(url + blast_path(n, size, KIND[s]), new_client(), **OPTIONS) as ws:
             receive = ws.receive_bytes if s == "recv_big" else ws.receive_text
             w = Window()
             w.start()
@@ -77,7 +88,7 @@ async def main() -> None:
         w.received = count
         emit(args, "httpx-ws", throughput(s, n, size, w))
     elif s == "echo":
-        async with aconnect_ws(url + "/echo", **OPTIONS) as ws:
+        async with aconnect_ws(url + "/echo", new_client(), **OPTIONS) as ws:
             text = send_text(size)
             samples = []
             w = Window()
@@ -90,7 +101,7 @@ async def main() -> None:
             w.stop()
         emit(args, "httpx-ws", latency(samples, w))
     elif s in ("send_text", "send_big"):
-        async with aconnect_ws(url + f"/sink?n={n}", **OPTIONS) as ws:
+        async with aconnect_ws(url + f"/sink?n={n}", new_client(), **OPTIONS) as ws:
             w = Window()
             w.start()
             if s == "send_text":

@@ -1,7 +1,8 @@
 """Benchmark client for picows (compiled, callback based): the fast asyncio reference.
 
 Messages are turned into the same objects as the other clients produce (``str`` for text,
-``bytes`` for binary, a dict or a ``Tick`` for JSON). Variants: ``asyncio``, ``uvloop``.
+``bytes`` for binary, a dict or a ``Tick`` for JSON). Variants: ``asyncio``, ``uvloop``. On
+wss:// the certificate is verified against ``--ca`` (``ssl_context=``).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from _common import (
     run_main,
     send_text,
     settle_rss,
+    ssl_context,
     throughput,
 )
 
 args = client_args(("asyncio", "uvloop"))
+SSL = ssl_context(args)
 T = picows.WSMsgType
 
 
@@ -74,7 +77,7 @@ def ignore(msg: Any) -> None:
 
 async def connect(path: str, on_message: Any = ignore) -> tuple[picows.WSTransport, Listener]:
     return await picows.ws_connect(  # type: ignore[no-any-return]
-        lambda: Listener(on_message), args.url + path, max_frame_size=16 * MIB
+        lambda: Listener(on_message), args.url + path, ssl_context=SSL, max_frame_size=16 * MIB
     )
 
 

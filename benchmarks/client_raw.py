@@ -3,7 +3,8 @@
 The handshake is written by hand, then a tight loop walks the frames in a buffer and produces
 the same objects as the library clients (``str`` for text, ``bytes`` for binary, a dict or a
 ``Tick`` for JSON). No validation beyond what is needed to walk the frames: this is how fast a
-pure-Python reader on one socket can go, not a usable client.
+pure-Python reader on one socket can go, not a usable client. On wss:// the socket is wrapped
+by ``ssl`` (verified against ``--ca``), so the ceiling includes the TLS record layer.
 
 Variant: ``sync``. The memory scenarios do not apply.
 """
@@ -30,10 +31,12 @@ from _common import (
     latency,
     run_main,
     send_text,
+    ssl_context,
     throughput,
 )
 
 args = client_args(("sync",))
+SSL = ssl_context(args)
 KIND = {
     "recv_text": "text",
     "recv_json": "json",
@@ -46,8 +49,9 @@ RECV = 1 << 20
 class Conn:
     def __init__(self, path: str) -> None:
         u = urlsplit(args.url)
-        self.sock = socket.create_connection((u.hostname, u.port))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((u.hostname, u.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock if SSL is None else SSL.wrap_socket(sock, server_hostname=u.hostname)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(
             (

@@ -2,8 +2,13 @@
 
 Variants: ``asyncio``, ``trio`` (the same code run by ``trio.run``), ``uvloop`` (asyncio on
 uvloop, when installed) and ``sync`` (the blocking API). Keepalive pings are off, as for every
-other client. ``recv_struct`` uses the typed stream ``ws.json(Tick)``; the memory scenarios share
-one ``httpx.AsyncClient`` between sessions (``client=``).
+other client. ``recv_struct`` uses the typed stream ``ws.json(Tick)``.
+
+Every session goes through a client made here, the way ``aconnect_ws(url)`` makes its own by
+default: ``httpx.AsyncClient(transport=streams.AsyncHTTPTransport(verify=...))`` (on trio that
+transport uses httpcore's trio backend), and ``httpx.Client(verify=...)`` for the sync API. On
+wss:// ``verify`` is the context that trusts ``--ca``. The memory scenarios share one client
+between sessions.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from _common import (
     run_main,
     send_text,
     settle_rss,
+    ssl_context,
     throughput,
 )
 
@@ -52,17 +58,29 @@ KIND = {
 }
 
 
+SSL = ssl_context(args)
+VERIFY = SSL if SSL is not None else True
+
+
+def new_client(limits: httpx.Limits | None = None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=streams.AsyncHTTPTransport(verify=VERIFY, limits=limits))
+
+
 def shared_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    )
+    return new_client(httpx.Limits(max_connections=None, max_keepalive_connections=None))
+
+
+def new_sync_client() -> httpx.Client:
+    return httpx.Client(verify=VERIFY, trust_env=False)
 
 
 async def main() -> None:
     s, n, size = args.scenario, args.n, args.size
     url = args.url
     if s == "recv_struct" and hasattr(streams.AsyncWebSocketSession, "json"):
-        async with streams.aconnect_ws(url + blast_path(n, size, KIND[s]), **OPTIONS) as ws:
+        async with streams.aconnect_ws(
+            url + blast_path(n, size, KIND[s]), new_client(), **OPTIONS
+        ) as ws:
             w = Window()
             w.start()
             count = 0
@@ -79,7 +97,9 @@ async def main() -> None:
             # No typed stream in this version: decode by hand, like the other clients.
             decode = msgspec.json.Decoder(Tick).decode
             NOTE["note"] = "streams recv_struct: no ws.json(T) yet, decoded with msgspec by hand"
-        async with streams.aconnect_ws(url + blast_path(n, size, KIND[s]), **OPTIONS) as ws:
+        async with streams.aconnect_ws(
+            url + blast_path(n, size, KIND[s]), new_client(), **OPTIONS
+        ) as ws:
             w = Window()
             w.start()
             count = 0
@@ -94,7 +114,7 @@ async def main() -> None:
         w.received = count
         emit(args, "streams", {**throughput(s, n, size, w), **NOTE})
     elif s == "echo":
-        async with streams.aconnect_ws(url + "/echo", **OPTIONS) as ws:
+        async with streams.aconnect_ws(url + "/echo", new_client(), **OPTIONS) as ws:
             text = send_text(size)
             samples = []
             w = Window()
@@ -107,7 +127,7 @@ async def main() -> None:
             w.stop()
         emit(args, "streams", latency(samples, w))
     elif s in ("send_text", "send_big"):
-        async with streams.aconnect_ws(url + f"/sink?n={n}", **OPTIONS) as ws:
+        async with streams.aconnect_ws(url + f"/sink?n={n}", new_client(), **OPTIONS) as ws:
             w = Window()
             w.start()
             if s == "send_text":
@@ -181,7 +201,7 @@ def sync_main() -> None:
     s, n, size = args.scenario, args.n, args.size
     url = args.url
     if s == "recv_struct":
-        with connect(url + blast_path(n, size, KIND[s]), **OPTIONS) as ws:
+        with connect(url + blast_path(n, size, KIND[s]), new_sync_client(), **OPTIONS) as ws:
             w = Window()
             w.start()
             count = 0
@@ -192,7 +212,7 @@ def sync_main() -> None:
         emit(args, "streams", throughput(s, n, size, w))
     elif s in KIND:
         decode = msgspec.json.decode if s == "recv_json" else None
-        with connect(url + blast_path(n, size, KIND[s]), **OPTIONS) as ws:
+        with connect(url + blast_path(n, size, KIND[s]), new_sync_client(), **OPTIONS) as ws:
             w = Window()
             w.start()
             count = 0
@@ -207,7 +227,7 @@ def sync_main() -> None:
         w.received = count
         emit(args, "streams", throughput(s, n, size, w))
     elif s == "echo":
-        with connect(url + "/echo", **OPTIONS) as ws:
+        with connect(url + "/echo", new_sync_client(), **OPTIONS) as ws:
             text = send_text(size)
             samples = []
             w = Window()
@@ -220,7 +240,7 @@ def sync_main() -> None:
             w.stop()
         emit(args, "streams", latency(samples, w))
     elif s in ("send_text", "send_big"):
-        with connect(url + f"/sink?n={n}", **OPTIONS) as ws:
+        with connect(url + f"/sink?n={n}", new_sync_client(), **OPTIONS) as ws:
             w = Window()
             w.start()
             if s == "send_text":

@@ -1,7 +1,8 @@
 """Benchmark client for websockets (the new asyncio implementation, and the threaded sync one).
 
 Variants: ``asyncio``, ``uvloop``, ``sync``. Default settings except: no compression (the server
-does not offer it anyway), no keepalive pings, ``max_size`` large enough for 1 MiB messages.
+does not offer it anyway), no keepalive pings, ``max_size`` large enough for 1 MiB messages; on
+wss:// the certificate is verified against ``--ca`` (``ssl=``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from _common import (
     run_main,
     send_text,
     settle_rss,
+    ssl_context,
     throughput,
 )
 
@@ -37,6 +39,8 @@ OPTIONS: dict[str, Any] = {
     "max_size": 16 * MIB,
     "proxy": None,
 }
+if (SSL := ssl_context(args)) is not None:
+    OPTIONS["ssl"] = SSL
 
 
 def decoder(scenario: str) -> Any:

@@ -3,11 +3,15 @@
     python benchmarks/run.py                 # full: 5 runs, writes docs/benchmarks/
     python benchmarks/run.py --quick         # smoke test: small counts, 1 run, under a minute
     python benchmarks/run.py --runs 7 --scenario recv_text echo --clients streams websockets
+    python benchmarks/run.py --quick --transport wss   # wss:// only
 
-The server (benchmarks/server.py) runs in its own process; every measurement runs a fresh
-client process. Clients are interleaved run by run (run 1 of every client, then run 2, ...), so
-a slow minute on a shared machine hits every client alike; ratios to websockets and to picows
-are computed within each run, then summarised by their median.
+The server (benchmarks/server.py) runs in its own process, listening for ws:// and, with a
+throwaway CA made by trustme for the run, for wss://; every client verifies its certificate.
+Every measurement runs a fresh client process. With two CPUs or more, the server is pinned to
+one CPU and the clients to another. Clients are interleaved run by run (run 1 of every client on
+every transport, then run 2, ...), so a slow minute on a shared machine hits every client alike;
+ratios to websockets and to picows are computed within each run and transport, then summarised
+by their median.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ sys.path.insert(0, str(HERE))
 from _common import SCENARIOS, Scenario  # noqa: E402
 
 MEMORY = ("idle_memory", "flood_memory")
+TRANSPORTS = ("ws", "wss")
+#: The chart of each transport, in the output folder.
+CHART_FILES = {"ws": "chart.png", "wss": "chart-wss.png"}
 
 
 @dataclass(frozen=True)
@@ -146,22 +153,63 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
-class Server:
-    """The benchmark server process, with a thread sampling its CPU time."""
+def pick_cpus(enabled: bool) -> tuple[int, int] | None:
+    """Return (server CPU, client CPU), or None when pinning is off or there is one CPU."""
+    if not enabled or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+def pinning_text(cpus: tuple[int, int] | None, enabled: bool) -> str:
+    if cpus is not None:
+        return f"server pinned to CPU {cpus[0]}, clients to CPU {cpus[1]}"
+    if not enabled:
+        return "not pinned (--no-pin)"
+    return "not pinned (fewer than 2 CPUs available)"
+
+
+class Tls:
+    """A throwaway CA (trustme) and a certificate for 127.0.0.1, as PEM files in a temp folder."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "server.py")],
-            stdout=subprocess.PIPE,
-            text=True,
+        import trustme
+
+        self._dir = tempfile.TemporaryDirectory(prefix="streams-bench-tls-")
+        folder = Path(self._dir.name)
+        ca = trustme.CA()
+        self.ca = str(folder / "ca.pem")
+        self.server_pem = str(folder / "server.pem")
+        ca.cert_pem.write_to_path(self.ca)
+        ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+            self.server_pem
         )
+
+    def cleanup(self) -> None:
+        self._dir.cleanup()
+
+
+class Server:
+    """The benchmark server process, with a thread sampling its CPU time.
+
+    It listens for ws://, and for wss:// too when given ``tls``; pinned to ``cpu`` if given.
+    """
+
+    def __init__(self, tls: Tls | None, cpu: int | None) -> None:
+        cmd = [sys.executable, str(HERE / "server.py")]
+        if tls is not None:
+            cmd += ["--tls", tls.server_pem]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        if cpu is not None:
+            os.sched_setaffinity(self.proc.pid, {cpu})
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("PORT "):
-            self.proc.kill()
-            raise SystemExit(f"the benchmark server did not start: {line!r}")
-        self.port = int(line.split()[1])
-        self.url = f"ws://127.0.0.1:{self.port}"
+        self.urls: dict[str, str] = {}
+        for scheme, tag in (("ws", "PORT"), ("wss", "TLS_PORT"))[: 2 if tls else 1]:
+            line = self.proc.stdout.readline()
+            if not line.startswith(tag + " "):
+                self.proc.kill()
+                raise SystemExit(f"the benchmark server did not start: {line!r}")
+            self.urls[scheme] = f"{scheme}://127.0.0.1:{int(line.split()[1])}"
         self.samples: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -237,13 +285,20 @@ def record(cell: Cell, res: dict[str, Any], notes: list[str]) -> None:
 
 
 def run_client(
-    server: Server, client: Client, scenario: Scenario, params: dict[str, int], timeout: float
+    server: Server,
+    transport: str,
+    ca: str | None,
+    client: Client,
+    scenario: Scenario,
+    params: dict[str, int],
+    timeout: float,
 ) -> dict[str, Any]:
     cmd = [
         sys.executable,
         str(HERE / client.script),
         "--url",
-        server.url,
+        server.urls[transport],
+        *(["--ca", ca] if transport == "wss" and ca else []),
         "--variant",
         client.variant,
         "--scenario",
@@ -306,10 +361,22 @@ def main() -> None:
     p.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=None, metavar="NAME")
     p.add_argument("--clients", nargs="+", choices=sorted(CLIENTS), default=None, metavar="NAME")
     p.add_argument(
+        "--transport",
+        nargs="+",
+        choices=TRANSPORTS,
+        default=None,
+        help="ws (plain), wss (TLS, a throwaway CA every client verifies); default both",
+    )
+    p.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="do not pin the server and the clients to separate CPUs",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="where results.md and chart.png go (default docs/benchmarks, or a temporary folder with --quick)",
+        help="where results.md and the charts go (default docs/benchmarks, or a temporary folder with --quick)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write every raw result line here")
     p.add_argument(
@@ -317,7 +384,7 @@ def main() -> None:
         type=Path,
         default=None,
         metavar="JSON",
-        help="run nothing: rebuild results.md and chart.png from a file written by --json",
+        help="run nothing: rebuild results.md and the charts from a file written by --json",
     )
     p.add_argument("--no-chart", action="store_true")
     p.add_argument(
@@ -344,13 +411,25 @@ def main() -> None:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
 
+    transports = [t for t in TRANSPORTS if t in (a.transport or TRANSPORTS)]
+    if "wss" in transports and importlib.util.find_spec("trustme") is None:
+        if a.transport:
+            raise SystemExit("the wss:// scenarios need trustme: pip install trustme")
+        transports.remove("wss")
+        notes.append("wss:// skipped: trustme, which makes its certificates, is not installed")
+        print(f"note: {notes[-1]}", file=sys.stderr)
     if a.wait_quiet > 0:
         wait_quiet(a.wait_quiet)
+    cpus = pick_cpus(not a.no_pin)
+    if cpus is not None:
+        # This process and so every client it starts run on one CPU, the server on another.
+        os.sched_setaffinity(0, {cpus[1]})
+    tls = Tls() if "wss" in transports else None
     started = dt.datetime.now(dt.UTC)
     load_before = os.getloadavg()
-    server = Server()
-    cells: dict[tuple[str, str], Cell] = {
-        (c.id, s): Cell() for c in clients for s in scenario_names
+    server = Server(tls, cpus[0] if cpus else None)
+    cells: dict[str, dict[tuple[str, str], Cell]] = {
+        t: {(c.id, s): Cell() for c in clients for s in scenario_names} for t in transports
     }
     raw_lines: list[dict[str, Any]] = []
     timeout = 60.0 if a.quick else 300.0
@@ -362,27 +441,34 @@ def main() -> None:
             for name in scenario_names:
                 scenario = SCENARIOS[name]
                 params = scenario.quick if a.quick else scenario.full
-                for c in order:
-                    cell = cells[(c.id, name)]
-                    if cell.skip or (name in MEMORY and not c.memory):
-                        cell.skip = cell.skip or "n/a"
-                        continue
-                    if not server.alive():
-                        raise SystemExit("the benchmark server died")
-                    res = run_client(server, c, scenario, params, timeout)
-                    res.update(client=c.id, scenario=name, run=run)
-                    raw_lines.append(res)
-                    record(cell, res, notes)
-                    if "error" in res:
-                        print(f"  {c.id} {name}: {res['error']}", file=sys.stderr)
-                    elif res.get("lost"):
-                        print(f"  {c.id} {name}: lost {res['lost']} messages", file=sys.stderr)
+                for t in transports:
+                    for c in order:
+                        cell = cells[t][(c.id, name)]
+                        if cell.skip or (name in MEMORY and not c.memory):
+                            cell.skip = cell.skip or "n/a"
+                            continue
+                        if not server.alive():
+                            raise SystemExit("the benchmark server died")
+                        ca = tls.ca if tls else None
+                        res = run_client(server, t, ca, c, scenario, params, timeout)
+                        res.update(client=c.id, scenario=name, run=run, transport=t)
+                        raw_lines.append(res)
+                        record(cell, res, notes)
+                        if "error" in res:
+                            print(f"  {c.id} {name} {t}: {res['error']}", file=sys.stderr)
+                        elif res.get("lost"):
+                            print(
+                                f"  {c.id} {name} {t}: lost {res['lost']} messages",
+                                file=sys.stderr,
+                            )
                 print(
                     f"run {run + 1}/{runs} {name} done ({time.monotonic() - t_start:.0f} s)",
                     file=sys.stderr,
                 )
     finally:
         server.stop()
+        if tls is not None:
+            tls.cleanup()
     elapsed = time.monotonic() - t_start
 
     env = {
@@ -393,6 +479,7 @@ def main() -> None:
         "load": f"{load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
         "runs": runs,
         "mode": "quick" if a.quick else "full",
+        "cpus": pinning_text(cpus, not a.no_pin),
         "elapsed": elapsed,
         "versions": {
             d: version(d)
@@ -412,7 +499,12 @@ def main() -> None:
         },
     }
     if a.json:
-        header = {"env": env, "clients": [c.id for c in clients], "scenarios": scenario_names}
+        header = {
+            "env": env,
+            "clients": [c.id for c in clients],
+            "scenarios": scenario_names,
+            "transports": transports,
+        }
         header.update(quick=a.quick, notes=notes)
         a.json.write_text("".join(json.dumps(x) + "\n" for x in [header, *raw_lines]))
     write_outputs(out_dir, env, clients, scenario_names, cells, a.quick, notes, a.no_chart)
@@ -423,7 +515,7 @@ def write_outputs(
     env: dict[str, Any],
     clients: list[Client],
     names: list[str],
-    cells: dict[tuple[str, str], Cell],
+    cells: dict[str, dict[tuple[str, str], Cell]],
     quick: bool,
     notes: list[str],
     no_chart: bool,
@@ -434,8 +526,10 @@ def write_outputs(
     (out_dir / "results.md").write_text(md)
     print(f"wrote {out_dir / 'results.md'}", file=sys.stderr)
     if not no_chart:
-        chart(out_dir / "chart.png", env, clients, names, cells)
-        print(f"wrote {out_dir / 'chart.png'}", file=sys.stderr)
+        for t, by_client in cells.items():
+            path = out_dir / CHART_FILES[t]
+            chart(path, env, clients, names, by_client, transport=f"{t}://")
+            print(f"wrote {path}", file=sys.stderr)
     docs = ROOT / "docs"
     if out_dir.resolve() == (docs / "benchmarks").resolve() and inline_results(
         docs / "performance.md", md
@@ -449,13 +543,15 @@ def replot(path: Path, out_dir: Path, no_chart: bool) -> None:
     clients = [CLIENTS[c] for c in header["clients"]]
     names = header["scenarios"]
     notes = list(header.get("notes", []))
-    cells = {(c.id, s): Cell() for c in clients for s in names}
-    for c in clients:
-        for s in names:
-            if s in MEMORY and not c.memory:
-                cells[(c.id, s)].skip = "n/a"
+    transports = header.get("transports", ["ws"])  # files written before wss:// was measured
+    cells = {t: {(c.id, s): Cell() for c in clients for s in names} for t in transports}
+    for t in transports:
+        for c in clients:
+            for s in names:
+                if s in MEMORY and not c.memory:
+                    cells[t][(c.id, s)].skip = "n/a"
     for res in lines:
-        record(cells[(res["client"], res["scenario"])], res, notes)
+        record(cells[res.get("transport", "ws")][(res["client"], res["scenario"])], res, notes)
     write_outputs(out_dir, header["env"], clients, names, cells, header["quick"], notes, no_chart)
 
 
@@ -478,7 +574,8 @@ def inline_results(page: Path, md: str) -> bool:
         return False
     lines = [ln for ln in md.strip().splitlines() if not ln.startswith("# ")]  # drop the title
     body = "\n".join("#" + ln if ln.startswith("#") else ln for ln in lines).strip()
-    body = body.replace("](chart.png)", "](benchmarks/chart.png)")
+    for name in CHART_FILES.values():
+        body = body.replace(f"]({name})", f"](benchmarks/{name})")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     page.write_text(f"{head}{START}\n\n{body}\n\n{END}{tail}")
@@ -527,27 +624,37 @@ def render(
     env: dict[str, Any],
     clients: list[Any],
     names: list[str],
-    cells: dict[tuple[str, str], Cell],
+    cells: dict[str, dict[tuple[str, str], Cell]],
     quick: bool,
     notes: list[str],
 ) -> str:
     v = env["versions"]
+    transports = list(cells)
     lines = [
         "# Benchmark results",
         "",
-        f"- Date: {env['date']}; {env['mode']} mode, {env['runs']} run(s) per client and scenario, "
-        f"{env['elapsed']:.0f} s in all",
+        f"- Date: {env['date']}; {env['mode']} mode, {env['runs']} run(s) per client, scenario "
+        f"and transport, {env['elapsed']:.0f} s in all",
         f"- Machine: {env['cpu']}; {env['os']}; 1-minute load average {env['load']}",
+        f"- CPUs: {env.get('cpus', 'not pinned')}",
         f"- Python: {env['python']}",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
         f"- Server: picows {v['picows']} in its own process"
         + (f" on uvloop {v['uvloop']}" if v["uvloop"] != "not installed" else "")
-        + ", 127.0.0.1",
+        + ", 127.0.0.1"
+        + (
+            "; wss:// with a certificate from a throwaway CA (trustme) that every client verifies"
+            if "wss" in transports
+            else ""
+        ),
         "",
-        "![Benchmark chart](chart.png)",
-        "",
+    ]
+    for t in transports:
+        lines += [f"![Benchmark chart, {t}://]({CHART_FILES[t]})", ""]
+    lines += [
         "Values are medians over the runs; *vs websockets* and *vs picows* are medians of per-run",
-        "ratios, oriented so that **above 1x is better** (faster, lower latency or less memory).",
+        "ratios within the same transport, oriented so that **above 1x is better** (faster, lower",
+        "latency or less memory).",
         "",
     ]
     if quick:
@@ -557,29 +664,12 @@ def render(
         ]
     for note in notes:
         lines += [f"> **Note:** {note}", ""]
-    # Summary table.
-    header = ["client"]
-    for n in names:
-        s = SCENARIOS[n]
-        header.append(f"{short(n)} ({s.unit})")
-        if n == "echo":
-            header.append("echo p99 (us)")
-    lines.append("## Summary")
-    lines.append("")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-    for c in clients:
-        row = [c.label]
-        for n in names:
-            cell = cells[(c.id, n)]
-            row.append(cell_text(cell, SCENARIOS[n]))
-            if n == "echo":
-                row.append(fmt(med(cell.p99)) if cell.p99 else "-")
-        lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    # Per scenario.
+    for t in transports:
+        lines += [f"## Summary, {t}://", ""]
+        lines += summary_table(clients, names, cells[t])
+        lines.append("")
     lines.append("## Per scenario")
-    flagged = []
+    flagged: list[str] = []
     lost_rows: list[str] = []
     for n in names:
         s = SCENARIOS[n]
@@ -589,48 +679,10 @@ def render(
             f"### {s.title}",
             "",
             f"{params_text(s, quick)}; {s.unit}, {better} is better.",
-            "",
         ]
-        cols = ["client", "median", "min - max", "vs websockets", "vs picows"]
-        if n == "echo":
-            cols.insert(2, "p99")
-        if n not in MEMORY:
-            cols += ["client CPU", "server CPU"]
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
-        for c in clients:
-            cell = cells[(c.id, n)]
-            if cell.skip and not cell.values:
-                continue
-            if not cell.values:
-                lines.append(f"| {c.label} | failed: {(cell.errors or ['?'])[0]} |")
-                continue
-            server = med(cell.server_cpu)
-            bound = server is not None and server >= SERVER_BOUND_CPU
-            if bound:
-                flagged.append(f"{c.label} in *{s.title}* (server at {server:.0f}% CPU)")
-            if any(cell.lost):
-                lost_rows.append(
-                    f"{c.label} in *{s.title}*: {max(cell.lost):,} of {params(s, quick)['n']:,} "
-                    f"messages missing in the worst run ({sum(1 for x in cell.lost if x)} of "
-                    f"{len(cell.lost)} runs)"
-                )
-            row = [
-                c.label,
-                fmt(med(cell.values)) + (" †" if bound else "") + (" ‡" if any(cell.lost) else ""),
-                f"{fmt(min(cell.values))} - {fmt(max(cell.values))}",
-                fmt(ratio_median(cells, c.id, "websockets", s), "ratio"),
-                fmt(ratio_median(cells, c.id, "picows", s), "ratio"),
-            ]
-            if n == "echo":
-                row.insert(2, fmt(med(cell.p99)))
-            if n not in MEMORY:
-                cc = med(cell.client_cpu)
-                row += [
-                    f"{cc:.0f}%" if cc is not None else "-",
-                    f"{server:.0f}%" if server is not None else "-",
-                ]
-            lines.append("| " + " | ".join(row) + " |")
+        for t in transports:
+            lines += ["", f"**{t}://**", ""]
+            lines += scenario_table(clients, s, cells[t], quick, f"{t}://", flagged, lost_rows)
     lines += ["", "## Was the server the bottleneck?", ""]
     lines.append(
         "The server's CPU is sampled from `/proc/<pid>/stat` during each measured window (windows "
@@ -645,15 +697,17 @@ def render(
             f"- none: the server stayed below {SERVER_BOUND_CPU:.0f}% CPU in every measurement."
         )
     busiest = [
-        (med(cells[(c.id, n)].server_cpu), c.label, n)
+        (med(cells[t][(c.id, n)].server_cpu), c.label, n, t)
+        for t in transports
         for c in clients
         for n in names
-        if cells[(c.id, n)].server_cpu
+        if cells[t][(c.id, n)].server_cpu
     ]
     if busiest:
         top = max(busiest, key=lambda x: x[0] or 0)
         lines.append(
-            f"- busiest server measurement: {top[0]:.0f}% CPU ({top[1]}, {SCENARIOS[top[2]].title})."
+            f"- busiest server measurement: {top[0]:.0f}% CPU ({top[1]}, "
+            f"{SCENARIOS[top[2]].title}, {top[3]}://)."
         )
     if lost_rows:
         lines += ["", "## Messages lost", ""]
@@ -663,12 +717,96 @@ def render(
         )
         lines.append("")
         lines += [f"- ‡ {x}" for x in lost_rows]
-    errors = [(c.label, n, e) for c in clients for n in names for e in cells[(c.id, n)].errors]
+    errors = [
+        (c.label, n, t, e)
+        for t in transports
+        for c in clients
+        for n in names
+        for e in cells[t][(c.id, n)].errors
+    ]
     if errors:
         lines += ["", "## Errors", ""]
-        lines += [f"- {label}, {n}: {e}" for label, n, e in errors]
+        lines += [f"- {label}, {n}, {t}://: {e}" for label, n, t, e in errors]
     lines.append("")
     return "\n".join(lines)
+
+
+def summary_table(
+    clients: list[Any], names: list[str], cells: dict[tuple[str, str], Cell]
+) -> list[str]:
+    """One row per client, one column per scenario (and the echo p99): the medians."""
+    header = ["client"]
+    for n in names:
+        s = SCENARIOS[n]
+        header.append(f"{short(n)} ({s.unit})")
+        if n == "echo":
+            header.append("echo p99 (us)")
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for c in clients:
+        row = [c.label]
+        for n in names:
+            cell = cells[(c.id, n)]
+            row.append(cell_text(cell, SCENARIOS[n]))
+            if n == "echo":
+                row.append(fmt(med(cell.p99)) if cell.p99 else "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def scenario_table(
+    clients: list[Any],
+    s: Scenario,
+    cells: dict[tuple[str, str], Cell],
+    quick: bool,
+    where: str,
+    flagged: list[str],
+    lost_rows: list[str],
+) -> list[str]:
+    """The table of one scenario on one transport; server-bound and lossy rows are added to
+    ``flagged`` and ``lost_rows``."""
+    n = s.name
+    cols = ["client", "median", "min - max", "vs websockets", "vs picows"]
+    if n == "echo":
+        cols.insert(2, "p99")
+    if n not in MEMORY:
+        cols += ["client CPU", "server CPU"]
+    lines = ["| " + " | ".join(cols) + " |"]
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|")
+    for c in clients:
+        cell = cells[(c.id, n)]
+        if cell.skip and not cell.values:
+            continue
+        if not cell.values:
+            lines.append(f"| {c.label} | failed: {(cell.errors or ['?'])[0]} |")
+            continue
+        server = med(cell.server_cpu)
+        bound = server is not None and server >= SERVER_BOUND_CPU
+        if bound:
+            flagged.append(f"{c.label} in *{s.title}*, {where} (server at {server:.0f}% CPU)")
+        if any(cell.lost):
+            lost_rows.append(
+                f"{c.label} in *{s.title}*, {where}: {max(cell.lost):,} of "
+                f"{params(s, quick)['n']:,} messages missing in the worst run "
+                f"({sum(1 for x in cell.lost if x)} of {len(cell.lost)} runs)"
+            )
+        row = [
+            c.label,
+            fmt(med(cell.values)) + (" †" if bound else "") + (" ‡" if any(cell.lost) else ""),
+            f"{fmt(min(cell.values))} - {fmt(max(cell.values))}",
+            fmt(ratio_median(cells, c.id, "websockets", s), "ratio"),
+            fmt(ratio_median(cells, c.id, "picows", s), "ratio"),
+        ]
+        if n == "echo":
+            row.insert(2, fmt(med(cell.p99)))
+        if n not in MEMORY:
+            cc = med(cell.client_cpu)
+            row += [
+                f"{cc:.0f}%" if cc is not None else "-",
+                f"{server:.0f}%" if server is not None else "-",
+            ]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
 
 
 SHORT = {
@@ -702,6 +840,7 @@ def chart(
     clients: list[Any],
     names: list[str],
     cells: dict[tuple[str, str], Cell],
+    transport: str = "ws://",
 ) -> None:
     """Draw one horizontal bar panel per scenario: medians, with min-max whiskers."""
     import matplotlib
@@ -757,7 +896,7 @@ def chart(
     for j in range(len(names), rows * cols):
         axes[j // cols][j % cols].axis("off")
     fig.suptitle(
-        f"WebSocket clients on {env['python']}, {env['cpu']}, {env['date']}: "
+        f"WebSocket clients over {transport} on {env['python']}, {env['cpu']}, {env['date']}: "
         f"median of {env['runs']} run(s), whiskers show min-max",
         fontsize=10,
     )

@@ -1,8 +1,10 @@
 """Benchmark WebSocket server, run in its own process so that it is not the bottleneck.
 
 It uses picows (compiled) on 127.0.0.1, with uvloop when installed. The port is chosen by the
-system and printed on the first line of standard output as ``PORT <n>``. The scenario is chosen
-by the request path:
+system and printed on the first line of standard output as ``PORT <n>``. With ``--tls PEM`` (a
+file holding the server's private key and certificate chain) it also listens for wss:// on a
+second port, printed on the next line as ``TLS_PORT <n>``. The scenario is chosen by the
+request path (the same on both ports):
 
 - ``/blast?n=N&size=S&kind=text|binary|json|json_struct``: send N messages as fast as the
   socket accepts them (frames pre-built before the handshake answer, written in large chunks
@@ -10,15 +12,17 @@ by the request path:
 - ``/echo``: send every message back.
 - ``/sink?n=N``: receive N messages, then send one text message ``done N``.
 
-Run alone: ``python benchmarks/server.py`` and stop it with Ctrl-C.
+Run alone: ``python benchmarks/server.py [--tls PEM]`` and stop it with Ctrl-C.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import resource
 import signal
+import ssl
 import struct
 import sys
 from typing import Any
@@ -180,33 +184,53 @@ def route(request: picows.WSUpgradeRequest) -> picows.WSListener | None:
     return None
 
 
-async def main() -> None:
-    server = await picows.ws_create_server(
+async def listen(ssl_context: ssl.SSLContext | None) -> asyncio.Server:
+    return await picows.ws_create_server(
         route,
         "127.0.0.1",
         0,
         max_frame_size=64 * 1024 * 1024,
         websocket_handshake_timeout=30,
         backlog=2048,
+        ssl=ssl_context,
     )
-    port = server.sockets[0].getsockname()[1]
-    sys.stdout.write(f"PORT {port}\n")
+
+
+def server_ssl_context(pem: str) -> ssl.SSLContext:
+    """Return the server-side context of the wss:// listener (key and chain in one PEM file)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(pem)
+    return ctx
+
+
+async def main(tls: str | None) -> None:
+    servers = [await listen(None)]
+    sys.stdout.write(f"PORT {servers[0].sockets[0].getsockname()[1]}\n")
+    if tls is not None:
+        servers.append(await listen(server_ssl_context(tls)))
+        sys.stdout.write(f"TLS_PORT {servers[1].sockets[0].getsockname()[1]}\n")
     sys.stdout.flush()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    await stop.wait()
+    for server in servers:
+        server.close()
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="The benchmark server (picows).")
+    parser.add_argument(
+        "--tls", metavar="PEM", help="also serve wss:// with this private key and certificate chain"
+    )
+    tls = parser.parse_args().tls
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < min(hard, 8192):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main())
+        asyncio.run(main(tls))
     else:
-        uvloop.run(main())
+        uvloop.run(main(tls))
