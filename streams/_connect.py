@@ -150,7 +150,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         )
         headers = httpx.Headers(kwargs.pop("headers", None))
         headers.update(handshake.request_headers())
-        target = http_url(url)
+        target = http_url(url, self.client)
         check_request_keywords("aconnect_ws", self.client, kwargs)
         logger.debug("connecting to %s", target)
         async with contextlib.AsyncExitStack() as stack:

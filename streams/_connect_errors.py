@@ -23,8 +23,12 @@ __all__ = ["check_request_keywords", "http_url", "restated", "safe_url"]
 _SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
-def http_url(url: httpx.URL | str) -> httpx.URL:
+def http_url(
+    url: httpx.URL | str, client: httpx.AsyncClient | httpx.Client | None = None
+) -> httpx.URL:
     """Return ``url`` with ``ws://`` and ``wss://`` turned into ``http://`` and ``https://``.
+
+    A URL with no scheme is taken relative to ``client``'s ``base_url``, if it has one.
 
     Raises:
         httpx.UnsupportedProtocol: the URL has no scheme, a scheme other than
@@ -35,6 +39,8 @@ def http_url(url: httpx.URL | str) -> httpx.URL:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise httpx.InvalidURL(f"invalid WebSocket URL {str(url)!r}: {exc}") from exc
+    if not parsed.scheme and client is not None and client.base_url.host:
+        parsed = client.build_request("GET", parsed).url  # as httpx merges it
     scheme = _SCHEMES.get(parsed.scheme)
     if scheme is None:
         given = f"the scheme {parsed.scheme!r}" if parsed.scheme else "no scheme"
