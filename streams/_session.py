@@ -1,29 +1,25 @@
-"""The public async session: the engine assembled with the seed's API and the typed streams.
+"""The public async session: the seed's API over :class:`~streams._session_core.SessionCore`.
 
-:class:`AsyncWebSocketSession` holds no I/O of its own: an :class:`~streams._engine.Engine`
-runs the connection over the I/O backend chosen for its network stream
+:class:`AsyncWebSocketSession` holds no I/O of its own: its engine runs the
+connection over the I/O backend chosen for its network stream
 (``streams/_io/``), and every method here is a thin delegation to it.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.events import Message as WsprotoMessage
 from wsproto.utilities import LocalProtocolError
 
 from ._codec import decode_json, encode_json, encode_json_text
-from ._engine import NORMAL_CLOSE_CODES, Engine
-from ._exceptions import HTTPXWSException, WebSocketInvalidTypeReceived
-from ._io import open_io
+from ._engine import NORMAL_CLOSE_CODES
+from ._exceptions import WebSocketInvalidTypeReceived
 from ._options import SessionOptions
+from ._session_core import SessionCore, SessionStatistics
 from ._stream import TypedStreams
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -34,7 +30,6 @@ from ._types import (
     JSONMode,
     Message,
 )
-from .protocol import ClientProtocol
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -73,35 +68,7 @@ def expect_bytes(message: Message) -> builtins.bytes:
     return message
 
 
-class SessionStatistics(msgspec.Struct, frozen=True):
-    """Counters of a session, from :meth:`AsyncWebSocketSession.statistics`.
-
-    Attributes:
-        messages_received: messages read from the network.
-        messages_sent: messages written to the network.
-        bytes_received: bytes read from the network, frames included.
-        bytes_sent: bytes written to the network, frames included.
-        messages_queued: messages waiting in the receive channel.
-        queue_size: the bound of the receive channel.
-        reader_paused: whether the reader waits for the consumer (backpressure).
-        messages_dropped: messages that arrived after :meth:`~AsyncWebSocketSession.close`
-            was called while the receive channel was full (so that a consumer
-            that stopped reading never stalls the closing handshake).
-        ping_rtt: the round-trip time of the last answered ping, in seconds.
-    """
-
-    messages_received: int
-    messages_sent: int
-    bytes_received: int
-    bytes_sent: int
-    messages_queued: int
-    queue_size: int
-    reader_paused: bool
-    messages_dropped: int
-    ping_rtt: float | None
-
-
-class AsyncWebSocketSession(TypedStreams):
+class AsyncWebSocketSession(SessionCore, TypedStreams):
     """An open WebSocket session: a pair of typed anyio channels and the methods of httpx-ws.
 
     It is an async context manager: entering starts the background tasks,
@@ -142,9 +109,6 @@ class AsyncWebSocketSession(TypedStreams):
             clone) starts the closing handshake with code 1000.
     """
 
-    subprotocol: str | None
-    response: httpx.Response | None
-
     def __init__(
         self,
         stream: AsyncNetworkStream,
@@ -158,188 +122,19 @@ class AsyncWebSocketSession(TypedStreams):
         extensions: Sequence[Extension] = (),
         subprotocol: str | None = None,
     ) -> None:
-        self.stream = stream
-        self.response = response
-        if subprotocol is None and response is not None:
-            subprotocol = response.headers.get("sec-websocket-protocol")
-        self.subprotocol = subprotocol
-        self._options = SessionOptions(
-            max_message_size_bytes=max_message_size_bytes,
-            queue_size=queue_size,
-            keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
-            keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
-            close_timeout=close_timeout,
+        super().__init__(
+            stream,
+            SessionOptions(
+                max_message_size_bytes=max_message_size_bytes,
+                queue_size=queue_size,
+                keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
+                keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
+                close_timeout=close_timeout,
+            ),
+            response=response,
+            extensions=extensions,
+            subprotocol=subprotocol,
         )
-        self._extensions: Sequence[Extension] = extensions
-        # Built on first use, once _configure() has said what the handshake agreed.
-        self._engine: Engine | None = None
-
-    def _configure(
-        self,
-        *,
-        options: SessionOptions,
-        extensions: Sequence[Extension],
-        subprotocol: str | None,
-    ) -> None:
-        """Set what the connect call and the handshake agreed, before the session is used."""
-        assert self._engine is None, "configure a session before using it"
-        # The keywords a session_class subclass passed to __init__ win.
-        self._options = options.replace(
-            max_message_size_bytes=self._options.max_message_size_bytes,
-            queue_size=self._options.queue_size,
-            keepalive_ping_interval_seconds=self._options.keepalive_ping_interval_seconds,
-            keepalive_ping_timeout_seconds=self._options.keepalive_ping_timeout_seconds,
-        )
-        self._extensions = extensions
-        self.subprotocol = subprotocol
-
-    def _build(self) -> Engine:
-        options = self._options
-        protocol = ClientProtocol(
-            max_message_size=options.max_message_size_bytes,
-            extensions=self._extensions,
-            defer_failure=True,
-        )
-        engine = self._engine = Engine(open_io(self.stream), protocol, options)
-        return engine
-
-    @property
-    def _protocol(self) -> ClientProtocol:
-        return (self._engine or self._build()).protocol
-
-    @property
-    def receive_stream(self) -> MemoryObjectReceiveStream[Message]:
-        """The messages received, ``str`` or ``bytes``, in order (see the class docstring)."""
-        return (self._engine or self._build()).inbox.receive_stream
-
-    @property
-    def send_stream(self) -> MemoryObjectSendStream[Message]:
-        """The sending channel: each ``str`` or ``bytes`` sent into it goes out as one message.
-
-        An anyio memory object stream bounded by ``queue_size``; the messages
-        go out in order. Closing it (every clone) starts the closing handshake
-        with code 1000.
-        """
-        engine = self._engine or self._build()
-        engine.want_writer()
-        return engine.send_stream
-
-    # ------------------------------------------------------------- life cycle
-
-    async def __aenter__(self) -> Self:
-        await (self._engine or self._build()).start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> bool | None:
-        assert self._engine is not None, "the session was not entered"
-        await self._engine.stop(exc_type, exc_val, exc_tb)
-        return None
-
-    @property
-    def close_code(self) -> int | None:
-        """The close code once the connection is closed, else ``None``.
-
-        The code of the peer's Close frame, the code this side failed the
-        connection with (1002, 1007, 1009...), or 1006 if it was lost.
-        """
-        return (self._engine or self._build()).close_code
-
-    @property
-    def close_reason(self) -> str | None:
-        """The close reason once the connection is closed, else ``None``."""
-        return (self._engine or self._build()).close_reason
-
-    async def wait_closed(self) -> None:
-        """Wait until the connection is closed (by either side, or lost).
-
-        Cancelling is safe.
-        """
-        await (self._engine or self._build()).closed.wait()
-
-    @property
-    def closed(self) -> bool:
-        """Whether the connection is closed: no more messages will arrive."""
-        return (self._engine or self._build()).closed.is_set()
-
-    def statistics(self) -> SessionStatistics:
-        """Return the session's counters: messages and bytes in and out, queue, last ping RTT."""
-        engine = self._engine or self._build()
-        inbox, reader = engine.inbox, engine.reader
-        return SessionStatistics(
-            messages_received=reader.messages_in,
-            messages_sent=engine.messages_out,
-            bytes_received=reader.bytes_in,
-            bytes_sent=engine.outbox.bytes_out,
-            messages_queued=inbox.waiting,
-            queue_size=inbox.queue_size,
-            reader_paused=inbox.paused,
-            messages_dropped=inbox.dropped,
-            ping_rtt=engine.ping_rtt,
-        )
-
-    # ------------------------------------------------------------------- reading
-
-    def _end_error(self) -> HTTPXWSException:
-        """The exception that reports the end of the session."""
-        return (self._engine or self._build()).end_error()
-
-    def _end_of_stream(self) -> None:
-        """Called when the receive channel ended: return for a normal close, else raise."""
-        (self._engine or self._build()).end_of_stream()
-
-    async def _receive_batch(self, limit: int = 0) -> list[Message]:
-        """Return every message available now (at most ``limit`` if given), waiting for one.
-
-        Returns:
-            At least one message; an empty list once the session ended normally.
-
-        Raises:
-            WebSocketDisconnect: the session ended with an abnormal close code.
-            WebSocketNetworkError: the network failed.
-
-        Cancelling is safe: no message is lost.
-        """
-        engine = self._engine or self._build()
-        try:
-            return await engine.inbox.receive_batch(limit)
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            engine.end_of_stream()
-            return []
-
-    def _unread_batch(self, messages: list[Message]) -> None:
-        """Put messages back in front: the next receive of any kind returns them first."""
-        (self._engine or self._build()).inbox.unread(messages)
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        """Return the next message; a normal close ends the iteration, an abnormal one raises."""
-        engine = self._engine or self._build()
-        inbox = engine.inbox
-        message = inbox.take_now()
-        if message is not None:
-            return message
-        try:
-            return await inbox.next_message()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            engine.end_of_stream()
-            raise StopAsyncIteration from None
-
-    async def _receive_message(self, timeout: float | None) -> Message:
-        engine = self._engine or self._build()
-        try:
-            if timeout is None:
-                return await engine.inbox.next_message()
-            with anyio.fail_after(timeout):
-                return await engine.inbox.next_message()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            raise engine.end_error() from None
 
     async def receive(self, timeout: float | None = None) -> Event:
         """Receive the next message as a wsproto event.
