@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import socket
 from typing import Any
@@ -360,6 +361,10 @@ async def test_scripted_unmasked_client_frame_fails_the_test() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.skipif(
+    tuple(int(p) for p in importlib.metadata.version("anyio").split(".")[:2]) < (4, 16),
+    reason="anyio before 4.16 reports a reset read as the end of the stream",
+)
 async def test_scripted_abort_resets_the_connection() -> None:
     async def script(peer: ScriptedPeer) -> None:
         await peer.send_text("before")

@@ -1130,3 +1130,35 @@ async def test_logger_is_silent_by_default(
     assert [r for r in caplog.records if r.name.split(".")[0] == "streams"] == []
     library = logging.getLogger("streams")
     assert all(isinstance(h, logging.NullHandler) for h in library.handlers)
+
+
+async def test_a_peer_still_sending_gets_the_close_code_when_the_client_fails() -> None:
+    """After failing the connection the client reads until the peer closes: no reset."""
+    codes: list[tuple[int, str]] = []
+
+    async def script(peer: ScriptedPeer) -> None:
+        # A message over the limit, then more that the client never takes as messages;
+        # the peer is busy for a moment before it reads again (a real server often is).
+        await peer.send_raw(
+            build_frame(OP_TEXT, b"x" * 5000)
+            + b"".join(build_frame(OP_BINARY, bytes(1000)) for _ in range(300))
+        )
+        await anyio.sleep(0.3)
+        codes.append(await peer.receive_close(timeout=5))
+        await peer.send_close(1009)
+        await peer.close_tcp()
+
+    async def fail_once(url: str) -> int | None:
+        try:
+            async with connect(url + "/", max_message_size_bytes=1000) as ws:
+                async for _message in ws:
+                    pass
+        except streams.WebSocketDisconnect as exc:
+            return exc.code
+        return None
+
+    for _ in range(3):
+        codes.clear()
+        async with scripted_server(script) as url:
+            assert await fail_once(url) == 1009
+        assert [code for code, _ in codes] == [1009]

@@ -41,6 +41,10 @@ logger = logging.getLogger("streams")
 #: Close frame with no status code.
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 
+#: After failing the connection, how many bytes are read (and dropped) at
+#: most while waiting for the peer to close, within ``close_timeout``.
+DRAIN_LIMIT = 4 * 1024 * 1024
+
 
 class Engine:
     """One open connection: the protocol core, the inbox, the outbox and their tasks.
@@ -333,12 +337,20 @@ class Engine:
         await outbox.flush_last(self.options.close_timeout)
         if self.io.set_on_data is not None:
             self.io.set_on_data(None)  # what still arrives is only read to the end
-        if protocol.close_received and not protocol.failed:
-            # RFC 6455 7.1.1: the server closes the TCP connection first.
+        if not outbox.failed and (protocol.close_received or protocol.failed):
+            # RFC 6455 7.1.1: the server closes the TCP connection first. After
+            # a failure, what the peer still sends is read and dropped until it
+            # closes (at most DRAIN_LIMIT bytes): closing with unread bytes
+            # would answer them with a reset, which can destroy our Close frame.
+            left = DRAIN_LIMIT if protocol.failed else None
             with anyio.move_on_after(self.options.close_timeout):
                 try:
-                    while await self.io.read(READ_SIZE):
-                        pass
+                    while left is None or left > 0:
+                        data = await self.io.read(READ_SIZE)
+                        if not data:
+                            break
+                        if left is not None and isinstance(data, bytes):
+                            left -= len(data)
                 except Exception:
                     pass
         await self.close_stream()
