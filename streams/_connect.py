@@ -22,6 +22,7 @@ from ._connect_errors import check_request_keywords, http_url, restated
 from ._exceptions import WebSocketUpgradeError
 from ._http import AsyncHTTPTransport
 from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
+from ._pool import leave_pool
 from ._session import AsyncWebSocketSession
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -176,6 +177,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
                 handshake.subprotocol,
                 handshake.extensions,
             )
+            # The session, not the pool, owns the connection from now on.
+            await leave_pool(response)
             session = self.session_class(
                 response.extensions["network_stream"],
                 max_message_size_bytes=options.max_message_size_bytes,

@@ -1,0 +1,69 @@
+"""An upgraded connection leaves httpcore's connection pool: the one place that does it.
+
+httpcore keeps the connection of a 101 response in its pool for as long as
+the response is open, which for a WebSocket is the session's whole life: a
+client with httpx's default limits would stop at 100 open sessions, and every
+new request scans every open session (opening N sessions costs N² steps).
+httpcore has no public way to hand a connection over, so this module takes it
+out of the pool's lists (private attributes of httpx's response stream and
+of httpcore's pool), after which the pool never sees it again: the session
+alone owns and closes it.
+
+When the shapes are not the known ones, nothing changes: the session keeps
+its slot as with httpx-ws, and a full pool raises a ``PoolTimeout`` that says
+to raise ``max_connections`` (see ``streams._connect_errors``).
+``tests/test_pool.py`` fails loudly if the shortcut turns off.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+__all__ = ["leave_pool"]
+
+logger = logging.getLogger("streams")
+
+
+async def leave_pool(response: httpx.Response) -> bool:
+    """Take the upgraded connection of ``response`` out of its pool; return whether it left.
+
+    Afterwards closing the response no longer touches the pool or the
+    connection: the session closes the network stream itself.
+    """
+    # httpx's client wraps its transport's response stream (BoundAsyncStream).
+    stream: Any = response.stream
+    for _ in range(3):
+        if hasattr(stream, "_httpcore_stream"):
+            break
+        stream = getattr(stream, "_stream", None)
+    pool_stream: Any = getattr(stream, "_httpcore_stream", None)
+    pool: Any = getattr(pool_stream, "_pool", None)
+    pool_request: Any = getattr(pool_stream, "_pool_request", None)
+    requests = getattr(pool, "_requests", None)
+    connections = getattr(pool, "_connections", None)
+    if (
+        pool_request is None
+        or not isinstance(requests, list)
+        or not isinstance(connections, list)
+        or not isinstance(getattr(pool_stream, "_closed", None), bool)
+        or not callable(getattr(pool, "_assign_requests_to_connections", None))
+        or not callable(getattr(pool, "_close_connections", None))
+        or not hasattr(getattr(pool, "_optional_thread_lock", None), "__enter__")
+        or pool_request not in requests
+    ):
+        logger.debug("unknown connection pool shape: the session keeps its pool slot")
+        return False
+    connection = getattr(pool_request, "connection", None)
+    with pool._optional_thread_lock:
+        requests.remove(pool_request)
+        if connection in connections:
+            connections.remove(connection)
+        # Requests waiting for a free slot may go on now.
+        closing = pool._assign_requests_to_connections()
+    # The response's close must not hand the connection back (or close it).
+    pool_stream._closed = True
+    await pool._close_connections(closing)
+    return True

@@ -1,0 +1,63 @@
+"""Sessions through one shared client are not capped by its connection pool."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+import streams
+from streams._pool import leave_pool
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_an_upgraded_connection_leaves_the_pool_on_the_installed_httpx(
+    echo_url: str,
+) -> None:
+    """Fails loudly when httpx or httpcore changed shape and sessions hold pool slots again."""
+    async with httpx.AsyncClient(transport=streams.AsyncHTTPTransport()) as client:
+        headers = {
+            "connection": "upgrade",
+            "upgrade": "websocket",
+            "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+        }
+        url = echo_url.replace("ws://", "http://")
+        async with client.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 101
+            assert await leave_pool(response)
+            stream = response.extensions["network_stream"]
+            await stream.aclose()
+
+
+@pytest.mark.parametrize("own_transport", [False, True], ids=["httpx", "library"])
+async def test_more_sessions_than_max_connections_open_through_one_client(
+    echo_url: str, own_transport: bool
+) -> None:
+    limits = httpx.Limits(max_connections=5)
+    transport = streams.AsyncHTTPTransport(limits=limits) if own_transport else None
+    count = 40
+    opened = 0
+    all_open = anyio.Event()
+    release = anyio.Event()
+    async with httpx.AsyncClient(
+        limits=limits, transport=transport, timeout=httpx.Timeout(5, pool=2)
+    ) as client:
+
+        async def session(i: int) -> None:
+            nonlocal opened
+            async with streams.aconnect_ws(echo_url, client) as ws:
+                opened += 1
+                if opened == count:
+                    all_open.set()
+                await release.wait()
+                await ws.send_text(f"{i}")
+                assert await ws.receive_text() == f"{i}"
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as group:
+                for i in range(count):
+                    group.start_soon(session, i)
+                await all_open.wait()
+                release.set()
