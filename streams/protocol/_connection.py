@@ -42,9 +42,24 @@ from wsproto.events import (
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
-__all__ = ["ClientProtocol", "CloseState", "mask"]
+from ._deflate import LimitedPerMessageDeflate
+
+__all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
+    "ClientProtocol",
+    "CloseState",
+    "mask",
+    "message_too_big",
+]
 
 _NO_LIMIT = 1 << 63
+
+#: The most frames one message may arrive in (its first frame and its
+#: continuation frames). Each frame of a message being assembled is kept until
+#: the message ends, so a message of millions of empty frames would grow memory
+#: without ever reaching the size limit; past this many frames the connection
+#: fails with close code 1009. websockets has the same default.
+DEFAULT_MAX_FRAGMENTS = 4096
 
 # The message in progress (ClientProtocol._message): none, a text or binary
 # message the frame walk assembles (the values are the opcodes), or a message
@@ -61,6 +76,25 @@ _INTERNAL_ERROR = (1011).to_bytes(2, "big")
 
 # Close codes a peer may not put on the wire (RFC 6455, section 7.4.1).
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
+
+
+def message_too_big(limit: int, size: int | None = None) -> str:
+    """The reason a message over the size limit fails the connection (close code 1009).
+
+    Args:
+        limit: the size limit, in bytes (the ``max_message_size_bytes`` option).
+        size: the size of the message, when known; ``None`` when the message
+            is only known to be larger than the limit (its frames are not all
+            in yet, or it is compressed and inflating stopped at the limit).
+    """
+    if size is None:
+        return f"message of more than {limit} bytes exceeds max_message_size_bytes={limit}"
+    return f"message of {size} bytes exceeds max_message_size_bytes={limit}"
+
+
+def too_many_fragments(count: int, limit: int) -> str:
+    """The reason a message in too many frames fails the connection (close code 1009)."""
+    return f"too many fragments: {count} frames in one message, more than max_fragments={limit}"
 
 
 # XOR tables: _XOR[k] maps each byte b to b ^ k.
@@ -125,6 +159,8 @@ class ClientProtocol:
         max_message_size: the largest message accepted, in bytes (after
             decompression). A larger one fails the connection with close code
             1009. ``None`` means no limit.
+        max_fragments: the most frames a message may arrive in; more fail the
+            connection with close code 1009. ``None`` means no limit.
         extensions: the wsproto extensions agreed during the handshake, for
             example a permessage-deflate extension.
         defer_failure: when the peer breaks the protocol, hold the Close frame
@@ -148,15 +184,26 @@ class ClientProtocol:
         self,
         *,
         max_message_size: int | None = 65536,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
     ) -> None:
         self._conn = Connection(ConnectionType.CLIENT, list(extensions))
+        # The limit an extension applies after inflating, for the close reason.
+        self._inflated_limit = next(
+            (
+                ext.max_message_size
+                for ext in extensions
+                if isinstance(ext, LimitedPerMessageDeflate) and ext.max_message_size is not None
+            ),
+            max_message_size,
+        )
         self._defer_failure = defer_failure
         self._close_override: int | None = None
         self._pending_failure: tuple[int, str] | None = None
         self._compressed = any(ext.enabled() for ext in extensions)
         self.max_message_size = _NO_LIMIT if max_message_size is None else max_message_size
+        self.max_fragments = _NO_LIMIT if max_fragments is None else max_fragments
         self.state = CloseState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -174,6 +221,8 @@ class ClientProtocol:
         # Size so far of the message the frame walk assembles. (The size of a
         # compressed message is limited by the extension, after inflating.)
         self._message_size = 0
+        # Frames so far of the message in progress (assembled here or by wsproto).
+        self._fragments = 0
         # The message the frame walk assembles: its parts (decoded as they
         # arrive for text), the payload bytes of its current frame still to
         # come in later reads, and whether that frame ends the message.
@@ -271,7 +320,7 @@ class ClientProtocol:
             if (b0 == 0x81 or b0 == 0x82) and b1 < 0x80 and minimal and not message and end <= n:
                 # A whole message in one unmasked frame, all in this read.
                 if length > limit:
-                    self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    self._fail(CloseReason.MESSAGE_TOO_BIG, message_too_big(limit, length))
                     return
                 if b0 == 0x81:
                     try:
@@ -291,18 +340,28 @@ class ClientProtocol:
             ):
                 # An uncompressed message assembled here: its first frame (which
                 # may also be its last) or a continuation frame.
+                final = b0 > 0x7F
                 if op:
                     message = self._message = op
                     if op == _TEXT:
                         self._decoder = _UTF8Decoder()
                     size = length
+                    self._fragments = 1
                 else:
                     size = self._message_size + length
+                    fragments = self._fragments = self._fragments + 1
+                    if fragments > self.max_fragments:
+                        self._fail(
+                            CloseReason.MESSAGE_TOO_BIG,
+                            too_many_fragments(fragments, self.max_fragments),
+                        )
+                        return
                 self._message_size = size
                 if size > limit:
-                    self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    # The size is known only if this frame ends the message.
+                    known = size if final else None
+                    self._fail(CloseReason.MESSAGE_TOO_BIG, message_too_big(limit, known))
                     return
-                final = b0 > 0x7F
                 if end > n:
                     # The frame goes on in the next reads.
                     self._frame_left = end - n
@@ -325,6 +384,8 @@ class ClientProtocol:
                 # Any other data frame inside the message assembled here.
                 self._hand_over()
             self._follow(b0, b1, minimal)
+            if self.failed:
+                return
             message = self._message
             if end > n:
                 self._slow_left = end - n
@@ -430,10 +491,17 @@ class ClientProtocol:
                 # The first frame of a compressed message. (Inside another
                 # message, wsproto fails: 1002.)
                 self._message = _NO_MESSAGE if b0 & 0x80 else _WSPROTO
-        elif self._message and b0 & 0x80:
-            # The last frame of a compressed message. (With no message to
-            # continue, wsproto fails: 1002.)
-            self._message = _NO_MESSAGE
+                self._fragments = 1
+        elif self._message:
+            fragments = self._fragments = self._fragments + 1
+            if fragments > self.max_fragments:
+                self._fail(
+                    CloseReason.MESSAGE_TOO_BIG, too_many_fragments(fragments, self.max_fragments)
+                )
+            elif b0 & 0x80:
+                # The last frame of a compressed message. (With no message to
+                # continue, wsproto fails: 1002.)
+                self._message = _NO_MESSAGE
 
     def _to_wsproto(self, data: bytes, out: list[str | bytes]) -> None:
         conn = self._conn
@@ -451,7 +519,15 @@ class ClientProtocol:
                 if conn.state is before:
                     # wsproto reports a protocol error as a CloseConnection
                     # event without a state change.
-                    self._fail(event.code, event.reason or "")
+                    reason = event.reason or ""
+                    if (
+                        event.code == CloseReason.MESSAGE_TOO_BIG
+                        and self._inflated_limit is not None
+                    ):
+                        # wsproto has no size limit: an extension's limit
+                        # stopped inflating there ("error in extension").
+                        reason = message_too_big(self._inflated_limit)
+                    self._fail(event.code, reason)
                 else:
                     self._on_close(event)
                 return
@@ -462,7 +538,10 @@ class ClientProtocol:
         if event.message_finished and not self._parts:
             out.append(data)
             return
-        self._parts.append(data)
+        if data:
+            # (wsproto may report a frame's payload piece by piece, and some
+            # pieces inflate to nothing.)
+            self._parts.append(data)
         if event.message_finished:
             parts = self._parts
             self._parts = []
