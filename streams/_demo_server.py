@@ -209,48 +209,45 @@ async def _serve_connection(stream: anyio.abc.ByteStream) -> None:
         await _feed(peer, _number(query, "rate", 10), None if seconds == math.inf else seconds)
 
 
-async def serve(
-    port: int = 0, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve the demo endpoints on 127.0.0.1 until cancelled.
+async def serve(listener: anyio.abc.Listener[anyio.abc.SocketStream]) -> None:
+    """Serve the demo endpoints on ``listener`` until cancelled."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                await _serve_connection(stream)
+            except (
+                anyio.EndOfStream,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+                ProtocolError,
+            ):
+                pass  # the client left or broke the protocol: serve the others
+
+    async with listener:
+        await listener.serve(handle)
+
+
+async def serve_main(port: int, *, describe: bool = True) -> None:
+    """Serve on 127.0.0.1 until cancelled; print the URL first (and the endpoints if ``describe``).
 
     Args:
         port: the port; 0 for a free one.
-        task_status: receives the port once the server listens.
+        describe: list the endpoints after the URL.
 
     Raises:
         OSError: the port is taken.
     """
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
-    async with listener:
-        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
-
-        async def handle(stream: anyio.abc.SocketStream) -> None:
-            async with stream:
-                try:
-                    await _serve_connection(stream)
-                except (
-                    anyio.EndOfStream,
-                    anyio.BrokenResourceError,
-                    anyio.ClosedResourceError,
-                    ProtocolError,
-                ):
-                    pass  # the client left or broke the protocol: serve the others
-
-        await listener.serve(handle)
-
-
-async def serve_main(port: int, *, describe: bool = True) -> None:
-    """Serve until cancelled; print the URL first (and the endpoints if ``describe``)."""
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve, port)
-        lines = [f"ws://127.0.0.1:{port}"]
-        if describe:
-            width = max(len(path) for path, _ in ENDPOINTS)
-            lines += [f"  {path:<{width}}  {what}" for path, what in ENDPOINTS]
-            lines.append("Serving until Ctrl-C.")
-        sys.stdout.write("\n".join(lines) + "\n")
-        sys.stdout.flush()
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    lines = [f"ws://127.0.0.1:{port}"]
+    if describe:
+        width = max(len(path) for path, _ in ENDPOINTS)
+        lines += [f"  {path:<{width}}  {what}" for path, what in ENDPOINTS]
+        lines.append("Serving until Ctrl-C.")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    await serve(listener)
 
 
 if __name__ == "__main__":
