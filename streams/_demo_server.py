@@ -22,6 +22,7 @@ import math
 import random
 import sys
 import time
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -116,18 +117,22 @@ class _Peer:
                 if isinstance(event, Request):
                     return event
 
-    async def events(self) -> list[Event]:
-        """The next events; ``[]`` at the end of the connection."""
+    async def events(self) -> Iterator[Event] | None:
+        """The events of the next read (maybe none); ``None`` at the end of the connection.
+
+        They are parsed as they are iterated: answering one before the next is
+        parsed lets a message be echoed before a Close that came with it.
+        """
         try:
             data = await self.stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError):
-            return []
+            return None
         self.ws.receive_data(data)
-        return list(self.ws.events())
+        return self.ws.events()
 
     async def echo_until_close(self) -> None:
         """Echo every message; answer pings and the client's Close."""
-        while events := await self.events():
+        while (events := await self.events()) is not None:
             for event in events:
                 if isinstance(event, (TextMessage, BytesMessage)):
                     data = event.data
@@ -151,7 +156,7 @@ class _Peer:
             return
         await self.send(self.ws.send(CloseConnection(1000, reason)))
         with anyio.move_on_after(1):
-            while events := await self.events():
+            while (events := await self.events()) is not None:
                 if any(isinstance(event, CloseConnection) for event in events):
                     return
 

@@ -333,6 +333,46 @@ def test_example_runs(block: Block, backend: str, example_runs: dict[str, Future
             assert f"[{name}] PASSED" in outcome.stdout, f"{where}: no test ran on {name}\n{output}"
 
 
+# ---------------------------------------------------------------- against streams demo --serve
+
+DEMO_PAGES = ("index.md", "quickstart.md")
+"""The pages that send a reader without a server to ``streams demo --serve``."""
+
+
+@pytest.fixture(scope="module")
+def demo_server_url() -> Iterator[str]:
+    """``streams demo --serve`` on a free port, as a reader would run it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", "demo", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(block, id=block.id)
+        for block in ALL_BLOCKS
+        if block.page in DEMO_PAGES and block.no_run is None
+    ],
+)
+def test_example_runs_against_the_demo_server(
+    block: Block, demo_server_url: str, tmp_path: Path
+) -> None:
+    outcome = run_block(block, demo_server_url, tmp_path)
+    output = f"--- stdout\n{outcome.stdout}--- stderr\n{outcome.stderr}"
+    assert outcome.returncode == 0, f"docs/{block.page} line {block.line}\n{output}"
+
+
 # --------------------------------------------------------------------------- the collector itself
 
 
