@@ -37,9 +37,9 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
-from streams.protocol import ClientProtocol, CloseState
-from streams.protocol._connection import DEFAULT_MAX_FRAGMENTS, _fast_mask, mask
+from streams.protocol import DEFAULT_MAX_FRAGMENTS, ClientProtocol, CloseState
 from streams.protocol._deflate import DeflateOptions, accept_response, offer_header
+from streams.protocol._mask import fast_mask, mask
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
@@ -1899,7 +1899,7 @@ class TestSending:
             expected = bytes(XorMaskerSimple(key).process(bytearray(payload)))
             assert mask(payload, key) == expected == xor(payload, key)
             # The accelerated masker (websockets' C one, when installed) agrees.
-            assert _fast_mask(payload, key) == expected
+            assert fast_mask(payload, key) == expected
 
     @pytest.mark.parametrize("payload", [b"", b"ping!", bytes(125)])
     def test_client_sends_ping(self, payload: bytes) -> None:

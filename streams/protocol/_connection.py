@@ -27,7 +27,7 @@ from __future__ import annotations
 import codecs
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -43,23 +43,12 @@ from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
 from ._deflate import LimitedPerMessageDeflate
+from ._limits import DEFAULT_MAX_FRAGMENTS, message_too_big, too_many_fragments
+from ._mask import fast_mask
 
-__all__ = [
-    "DEFAULT_MAX_FRAGMENTS",
-    "ClientProtocol",
-    "CloseState",
-    "mask",
-    "message_too_big",
-]
+__all__ = ["ClientProtocol", "CloseState"]
 
 _NO_LIMIT = 1 << 63
-
-#: The most frames one message may arrive in (its first frame and its
-#: continuation frames). Each frame of a message being assembled is kept until
-#: the message ends, so a message of millions of empty frames would grow memory
-#: without ever reaching the size limit; past this many frames the connection
-#: fails with close code 1009. websockets has the same default.
-DEFAULT_MAX_FRAGMENTS = 4096
 
 # The message in progress (ClientProtocol._message): none, a text or binary
 # message the frame walk assembles (the values are the opcodes), or a message
@@ -76,69 +65,6 @@ _INTERNAL_ERROR = (1011).to_bytes(2, "big")
 
 # Close codes a peer may not put on the wire (RFC 6455, section 7.4.1).
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
-
-
-def message_too_big(limit: int, size: int | None = None) -> str:
-    """The reason a message over the size limit fails the connection (close code 1009).
-
-    Args:
-        limit: the size limit, in bytes (the ``max_message_size_bytes`` option).
-        size: the size of the message, when known; ``None`` when the message
-            is only known to be larger than the limit (its frames are not all
-            in yet, or it is compressed and inflating stopped at the limit).
-    """
-    if size is None:
-        return f"message of more than {limit} bytes exceeds max_message_size_bytes={limit}"
-    return f"message of {size} bytes exceeds max_message_size_bytes={limit}"
-
-
-def too_many_fragments(count: int, limit: int) -> str:
-    """The reason a message in too many frames fails the connection (close code 1009)."""
-    return f"too many fragments: {count} frames in one message, more than max_fragments={limit}"
-
-
-# XOR tables: _XOR[k] maps each byte b to b ^ k.
-_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte masking ``key`` repeated (RFC 6455, section 5.3).
-
-    Short payloads go through one big-integer XOR; long ones through four
-    strided ``bytes.translate`` calls, which are faster past about 1 KiB.
-    Both are linear in the length of the payload.
-    """
-    n = len(payload)
-    if n < 1024:
-        if not n:
-            return b""
-        repeated = key * ((n + 3) >> 2)
-        if len(repeated) != n:
-            repeated = repeated[:n]
-        return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
-            n, "little"
-        )
-    out = bytearray(payload)
-    for offset in range(4):
-        out[offset::4] = out[offset::4].translate(_XOR[key[offset]])
-    return bytes(out)
-
-
-def _accelerated_mask() -> Callable[[bytes, bytes], bytes]:
-    """The fastest masking function installed.
-
-    The websockets package, when installed (``pip install streams[speedups]``),
-    ships a C implementation of masking that does about 10 GB/s here, against
-    about 0.4 GB/s for :func:`mask`; both give the same bytes (the tests check it).
-    """
-    try:
-        from websockets.speedups import apply_mask
-    except ImportError:
-        return mask
-    return apply_mask
-
-
-_fast_mask = _accelerated_mask()
 
 
 class CloseState(enum.IntEnum):
@@ -663,7 +589,7 @@ class ClientProtocol:
             index = 0
         key = pool[index : index + 4]
         self._key_index = index + 4
-        return header + key + _fast_mask(payload, key)
+        return header + key + fast_mask(payload, key)
 
     def send_ping(self, payload: bytes) -> bytes:
         """Return a Ping frame."""
