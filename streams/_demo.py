@@ -29,6 +29,7 @@ import anyio.abc
 from ._connect import aconnect_ws
 from ._console import screen_rows
 from ._demo_server import SYMBOLS, Tick
+from ._session import AsyncWebSocketSession
 
 __all__ = ["Tick", "run_demo"]
 
@@ -151,7 +152,7 @@ async def run_demo(
     screen = _Screen(out, live)
     if not live:
         out.write("streams demo: " + "".join(PIPELINE) + "\n")
-    close_code: int | None = None
+    stop = _Stop()
     # The feed runs in a child process, so that server and client each get a
     # core; in a session of its own, so that Ctrl-C at the terminal reaches
     # only this process, which ends the child.
@@ -162,9 +163,10 @@ async def run_demo(
     ):
         try:
             if sys.platform != "win32":
-                tg.start_soon(_cancel_on_sigint, tg.cancel_scope)
+                tg.start_soon(stop.on_sigint, tg.cancel_scope)
             url = await _server_url(server)
             async with aconnect_ws(f"{url}/feed?rate=0&seconds={seconds}", compression=None) as ws:
+                stop.ws = ws
                 view.started = time.monotonic()
 
                 def keep(tick: Tick) -> bool:
@@ -186,21 +188,36 @@ async def run_demo(
                         view.rates.append((view.messages - last_count) / (now - last_draw))
                         last_count, last_draw = view.messages, now
                         screen.draw(view)
-                close_code = ws.close_code
             tg.cancel_scope.cancel()
         finally:
             server.kill()
     screen.draw(view)
+    close_code = None if stop.interrupted or stop.ws is None else stop.ws.close_code
     out.write("\n" + view.summary(close_code))
     out.flush()
     return view
 
 
-async def _cancel_on_sigint(scope: anyio.CancelScope) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT) as signals:
-        async for _ in signals:
-            scope.cancel()
-            return
+class _Stop:
+    """Ctrl-C: before the connection is open, stop at once; after, close it (code 1000).
+
+    Closing lets the pipeline end as it does at the end of the feed, with the
+    messages that arrived before the server's Close.
+    """
+
+    def __init__(self) -> None:
+        self.ws: AsyncWebSocketSession | None = None
+        self.interrupted = False
+
+    async def on_sigint(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                if self.ws is None:
+                    scope.cancel()
+                else:
+                    await self.ws.close(1000)
+                return
 
 
 async def _server_url(server: anyio.abc.Process) -> str:

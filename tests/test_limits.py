@@ -15,7 +15,7 @@ import pytest
 
 import streams
 from streams import AsyncWebSocketSession, WebSocketDisconnect
-from streams.protocol import DEFAULT_MAX_FRAGMENTS
+from streams.protocol._limits import DEFAULT_MAX_FRAGMENTS
 from tests.peers import OP_BINARY, OP_CONT, ScriptedPeer, build_frame, scripted_server
 
 pytestmark = pytest.mark.anyio

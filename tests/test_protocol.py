@@ -37,8 +37,9 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
-from streams.protocol import DEFAULT_MAX_FRAGMENTS, ClientProtocol, CloseState
+from streams.protocol import ClientProtocol, CloseState
 from streams.protocol._deflate import DeflateOptions, accept_response, offer_header
+from streams.protocol._limits import DEFAULT_MAX_FRAGMENTS
 from streams.protocol._mask import fast_mask, mask
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA

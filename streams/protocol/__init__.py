@@ -9,6 +9,5 @@ The opening handshake lives in :mod:`streams.protocol._handshake`.
 from ._connection import ClientProtocol as ClientProtocol
 from ._connection import CloseState as CloseState
 from ._handshake import Handshake as Handshake
-from ._limits import DEFAULT_MAX_FRAGMENTS as DEFAULT_MAX_FRAGMENTS
 
-__all__ = ["DEFAULT_MAX_FRAGMENTS", "ClientProtocol", "CloseState", "Handshake"]
+__all__ = ["ClientProtocol", "CloseState", "Handshake"]
