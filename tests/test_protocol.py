@@ -1681,7 +1681,9 @@ class TestFragmentCount:
         assert proto.receive_data(head) == []
         assert_open(proto)
         assert proto.receive_data(frame(CONT, b"", fin=False)[:2]) == []
-        reason = "too many fragments: 5 frames in one message, more than max_fragments=4"
+        reason = (
+            "too many fragments: 5 frames for 3 bytes, over max_fragments=4 plus one per 64 bytes"
+        )
         assert (proto.close_code, proto.close_reason) == (1009, reason)
         assert sent_close(proto) == (1009, reason)
 
@@ -1731,9 +1733,35 @@ class TestFragmentCount:
         assert proto.receive_data(frame(BINARY, b"", fin=False)) == []
         for _ in range(10):  # a million frames
             assert proto.receive_data(chunk) == []
-        assert proto.close_reason.startswith("too many fragments: 4097 frames")
+        assert proto.close_reason.startswith("too many fragments: 4097 frames for 0 bytes")
         assert_failed(proto, 1009)
         assert proto._bin_parts == []
+
+    @pytest.mark.parametrize("opcode", [TEXT, BINARY])
+    def test_many_frames_of_64_bytes_are_accepted(self, opcode: int) -> None:
+        # Autobahn 9.3.1 and 9.4.1: 4 MiB in 65,536 frames of 64 bytes.
+        stream = b"".join(fragments(opcode, [b"a" * 64] * 65_536))
+        proto = ClientProtocol(max_message_size=4 * MIB)
+        assert proto.receive_data(stream) == ["a" * 4 * MIB if opcode == TEXT else b"a" * 4 * MIB]
+        assert_open(proto)
+
+    def test_past_the_count_each_frame_must_bring_64_bytes(self) -> None:
+        # Frames of one byte: 4,096 of them, then one more per 64 bytes.
+        proto = ClientProtocol()
+        count = 0
+        for piece in fragments(BINARY, [b"x"] * 10_000):
+            proto.receive_data(piece)
+            count += 1
+            if proto.failed:
+                break
+        assert count == 4162  # the first count past 4,096 + count // 64
+        assert count - 4096 > count // 64
+        assert (count - 1) - 4096 <= (count - 1) // 64
+        assert proto.close_reason == (
+            "too many fragments: 4162 frames for 4162 bytes, over max_fragments=4096"
+            " plus one per 64 bytes"
+        )
+        assert_failed(proto, 1009)
 
 
 class TestCompressedSessionFragments:

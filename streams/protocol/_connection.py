@@ -43,7 +43,7 @@ from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
 from ._deflate import LimitedPerMessageDeflate
-from ._limits import DEFAULT_MAX_FRAGMENTS, message_too_big, too_many_fragments
+from ._limits import DEFAULT_MAX_FRAGMENTS, FRAGMENT_BYTES, message_too_big, too_many_fragments
 from ._mask import fast_mask
 
 __all__ = ["ClientProtocol", "CloseState"]
@@ -85,8 +85,10 @@ class ClientProtocol:
         max_message_size: the largest message accepted, in bytes (after
             decompression). A larger one fails the connection with close code
             1009. ``None`` means no limit.
-        max_fragments: the most frames a message may arrive in; more fail the
-            connection with close code 1009. ``None`` means no limit.
+        max_fragments: the frames a message may arrive in whatever their
+            size; past these, one more per ``FRAGMENT_BYTES`` (64) bytes of
+            payload. More fail the connection with close code 1009. ``None``
+            means no limit.
         extensions: the wsproto extensions agreed during the handshake, for
             example a permessage-deflate extension.
         defer_failure: when the peer breaks the protocol, hold the Close frame
@@ -145,7 +147,8 @@ class ClientProtocol:
         # the frame walk), or _WSPROTO (a fragmented message wsproto assembles).
         self._message = _NO_MESSAGE
         # Size so far of the message the frame walk assembles. (The size of a
-        # compressed message is limited by the extension, after inflating.)
+        # compressed message is limited by the extension, after inflating;
+        # here it is counted on the wire, to judge its number of frames.)
         self._message_size = 0
         # Frames so far of the message in progress (assembled here or by wsproto).
         self._fragments = 0
@@ -276,11 +279,7 @@ class ClientProtocol:
                 else:
                     size = self._message_size + length
                     fragments = self._fragments = self._fragments + 1
-                    if fragments > self.max_fragments:
-                        self._fail(
-                            CloseReason.MESSAGE_TOO_BIG,
-                            too_many_fragments(fragments, self.max_fragments),
-                        )
+                    if fragments > self.max_fragments and self._too_many_fragments(size):
                         return
                 self._message_size = size
                 if size > limit:
@@ -309,7 +308,7 @@ class ClientProtocol:
             if message > 0 and op & 0x0F < 3:
                 # Any other data frame inside the message assembled here.
                 self._hand_over()
-            self._follow(b0, b1, minimal)
+            self._follow(b0, b1, minimal, length)
             if self.failed:
                 return
             message = self._message
@@ -397,7 +396,22 @@ class ClientProtocol:
         else:
             self._head = head
 
-    def _follow(self, b0: int, b1: int, minimal: bool) -> None:
+    def _too_many_fragments(self, size: int) -> bool:
+        """Fail the connection if the message in progress has too many frames for ``size``.
+
+        Args:
+            size: the payload of the message so far, in bytes (on the wire,
+                for a compressed message).
+        """
+        fragments = self._fragments
+        if fragments - self.max_fragments <= size // FRAGMENT_BYTES:
+            return False
+        self._fail(
+            CloseReason.MESSAGE_TOO_BIG, too_many_fragments(fragments, size, self.max_fragments)
+        )
+        return True
+
+    def _follow(self, b0: int, b1: int, minimal: bool, length: int) -> None:
         """Follow wsproto's message state through the header of a frame that goes to it.
 
         The only well-formed data frames the walk leaves to wsproto are those of
@@ -418,13 +432,13 @@ class ClientProtocol:
                 # message, wsproto fails: 1002.)
                 self._message = _NO_MESSAGE if b0 & 0x80 else _WSPROTO
                 self._fragments = 1
+                self._message_size = length
         elif self._message:
             fragments = self._fragments = self._fragments + 1
-            if fragments > self.max_fragments:
-                self._fail(
-                    CloseReason.MESSAGE_TOO_BIG, too_many_fragments(fragments, self.max_fragments)
-                )
-            elif b0 & 0x80:
+            size = self._message_size = self._message_size + length
+            if fragments > self.max_fragments and self._too_many_fragments(size):
+                return
+            if b0 & 0x80:
                 # The last frame of a compressed message. (With no message to
                 # continue, wsproto fails: 1002.)
                 self._message = _NO_MESSAGE
