@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -216,7 +217,8 @@ class Pane:
 
 @contextlib.contextmanager
 def tmux_pane(command: list[str], columns: int, rows: int) -> Iterator[Pane]:
-    pane = Pane(f"streams-test-{os.getpid()}")
+    # A server of its own for each pane: a server that was told to exit may still be going.
+    pane = Pane(f"streams-test-{uuid.uuid4().hex[:12]}")
     environment = " ".join(f"{name}={shlex.quote(ENV[name])}" for name in ("PYTHONPATH",))
     shell = f"cd {shlex.quote(str(ROOT))} && {environment} {shlex.join(command)}; sleep 60"
     pane.tmux("new-session", "-d", "-s", "test", "-x", str(columns), "-y", str(rows), shell)
