@@ -58,7 +58,7 @@ class Client:
 CLIENTS: dict[str, Client] = {
     c.id: c
     for c in (
-        Client("raw", "client_raw.py", "sync", "raw socket (ceiling)", memory=False),
+        Client("raw", "client_raw.py", "sync", "raw socket (reference)", memory=False),
         Client("picows", "client_picows.py", "asyncio", "picows"),
         Client("websockets", "client_websockets.py", "asyncio", "websockets"),
         Client(
@@ -889,8 +889,8 @@ def chart(
         ax.xaxis.set_major_formatter(FuncFormatter(compact))
         if mids:
             ax.set_xlim(0, max(m + h for m, h in zip(mids, hi, strict=True)) * 1.22)
-        better = "higher" if s.higher else "lower"
-        ax.set_title(f"{s.title}\n({s.unit}, {better} is better)", fontsize=9)
+        better = "higher is better →" if s.higher else "← lower is better"
+        ax.set_title(f"{s.title}\n{s.unit}, {better}", fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
     for j in range(len(names), rows * cols):

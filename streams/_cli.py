@@ -23,12 +23,16 @@ import anyio.lowlevel
 import httpx
 import msgspec
 
+from . import __version__
 from ._classify import Failure, classify
 from ._connect import aconnect_ws
+from ._console import Console, escape_controls
+from ._demo_server import DEFAULT_PORT, serve_main
 from ._exceptions import WebSocketDisconnect, WebSocketUpgradeError
 from ._session import AsyncWebSocketSession
 
 __all__ = ["main"]
+
 
 _decoder = msgspec.json.Decoder()
 
@@ -42,13 +46,16 @@ def _parser() -> argparse.ArgumentParser:
         prog="streams", description="WebSockets as reactive streams, from the command line."
     )
     parser.add_argument("--debug", action="store_true", help="log the protocol; show tracebacks")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     connect = commands.add_parser(
         "connect",
         help="connect to a WebSocket server: print messages, send stdin lines",
         description="Print incoming messages (JSON pretty-printed and coloured on a terminal, "
-        "raw when piped) and send each line typed or piped on stdin. Ctrl-C closes with 1000.",
+        "as received when piped; control characters escaped) and send each line typed or "
+        "piped on stdin. On a terminal, sent lines follow '> ' and received ones '< '. "
+        "Ctrl-C closes with 1000.",
     )
     connect.add_argument("url", help="ws://, wss://, http:// or https:// URL")
     connect.add_argument(
@@ -95,7 +102,13 @@ def _parser() -> argparse.ArgumentParser:
         "--color",
         choices=("auto", "always", "never"),
         default="auto",
-        help="colour JSON output (default: when stdout is a terminal)",
+        help="colour and pretty-print JSON (auto: when stdout is a terminal)",
+    )
+    connect.add_argument(
+        "--raw",
+        action="store_true",
+        help="print control characters as received (by default they are escaped, "
+        "e.g. ESC as \\x1b, so that a message cannot act on the terminal)",
     )
     connect.add_argument(
         "--insecure", action="store_true", help="do not verify the server's TLS certificate"
@@ -112,10 +125,23 @@ def _parser() -> argparse.ArgumentParser:
         "demo",
         help="run a local feed and a typed pipeline over it (no network needed)",
         description="Serve a made-up ticker feed on 127.0.0.1, consume it with "
-        "ws.json(Tick).filter(...).batch(...), show a live view, then a summary.",
+        "ws.json(Tick).filter(...).batch(...), show a live view, then a summary. "
+        "With --serve, only serve the feed, an echo and a flood endpoint, for "
+        "'streams connect' and the documentation's examples, until Ctrl-C.",
     )
     demo.add_argument(
         "--seconds", type=float, default=5.0, help="how long the feed runs (default 5)"
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve /feed, /echo and /flood on ws://127.0.0.1:PORT until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the port of --serve (default {DEFAULT_PORT}; 0: a free one)",
     )
     return parser
 
@@ -233,20 +259,31 @@ def colorize(text: str) -> str:
 
 
 class Printer:
-    """Formats incoming messages for the output."""
+    """Formats incoming messages for the console.
+
+    Args:
+        console: where the messages go.
+        pretty: pretty-print JSON, show binary messages as ``<N bytes>`` and hex.
+        color: colour pretty-printed JSON.
+        raw: print control characters as they came (else escaped: ``\x1b``).
+        select: the path of the one field to print, if any.
+        where: the conditions a JSON message must meet to be printed.
+    """
 
     def __init__(
         self,
-        out: TextIO,
+        console: Console,
         *,
         pretty: bool,
         color: bool,
+        raw: bool = False,
         select: list[str | int] | None,
         where: list[Callable[[Any], bool]],
     ) -> None:
-        self.out = out
+        self.console = console
         self.pretty = pretty
         self.color = color
+        self.raw = raw
         self.select = select
         self.where = where
 
@@ -268,11 +305,11 @@ class Printer:
                 value = get_path(value, self.select)
                 if value is _MISSING:
                     return False
+        colored = False
         if value is not _MISSING and (self.pretty or self.select is not None):
             if self.pretty:
                 text = json.dumps(value, indent=2, ensure_ascii=False)
-                if self.color:
-                    text = colorize(text)
+                colored = self.color
             else:
                 text = json.dumps(value, ensure_ascii=False)
         elif isinstance(message, bytes):
@@ -281,15 +318,21 @@ class Printer:
                 text = f"<{len(message)} bytes> {text}"
         else:
             text = message
-        self.out.write(text + "\n")
-        self.out.flush()
+        if not self.raw:
+            text = escape_controls(text)
+        if colored:
+            self.console.show(colorize(text), plain=text)
+        else:
+            self.console.show(text)
         return True
 
 
 # ------------------------------------------------------------------ commands
 
 
-async def _send_stdin(ws: AsyncWebSocketSession, args: argparse.Namespace) -> None:
+async def _send_stdin(
+    ws: AsyncWebSocketSession, args: argparse.Namespace, console: Console
+) -> None:
     lines, receive = anyio.create_memory_object_stream[str](16)
     token = anyio.lowlevel.current_token()
 
@@ -316,10 +359,11 @@ async def _send_stdin(ws: AsyncWebSocketSession, args: argparse.Namespace) -> No
                     _decoder.decode(line)
                 except msgspec.DecodeError as exc:
                     sys.stderr.write(f"streams: not sent, invalid JSON: {exc}\n")
-                    continue
-                await ws.send_text(line)
+                else:
+                    await ws.send_text(line)
             else:
                 await ws.send_text(line)
+            console.prompt()
 
 
 async def _connect(args: argparse.Namespace, out: TextIO) -> int:
@@ -332,9 +376,11 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
     select = parse_path(args.select) if args.select is not None else None
     where = [parse_condition(text) for text in args.where]
     tty = out.isatty()
-    color = args.color == "always" or (args.color == "auto" and tty)
+    # --color decides both colour and pretty-printing.
+    styled = args.color == "always" or (args.color == "auto" and tty)
+    console = Console(out, interactive=tty and _stdin_is_terminal())
     printer = Printer(
-        out, pretty=tty or args.color == "always", color=color, select=select, where=where
+        console, pretty=styled, color=styled, raw=args.raw, select=select, where=where
     )
 
     verify: ssl.SSLContext | bool = not args.insecure
@@ -352,6 +398,7 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
             sys.stderr.write(f"streams: connected, subprotocol {ws.subprotocol}\n")
         elif sys.stderr.isatty():
             sys.stderr.write("streams: connected\n")
+        console.prompt()
         printed = 0
         with anyio.move_on_after(args.timeout) as scope:
             async with anyio.create_task_group() as tg:
@@ -363,7 +410,7 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
                             return
 
                 async def send_then_maybe_close() -> None:
-                    await _send_stdin(ws, args)
+                    await _send_stdin(ws, args, console)
                     if args.count is None and args.timeout is None:
                         # stdin is done and nothing else is awaited: close, and
                         # print what arrives until the server's Close frame.
@@ -380,10 +427,18 @@ async def _connect(args: argparse.Namespace, out: TextIO) -> int:
                             break
                 tg.cancel_scope.cancel()
         del scope
+        console.close()
         await ws.close(1000)
         if ws.close_code not in (None, 1000, 1001, 1005):
             raise WebSocketDisconnect(ws.close_code or 1006, ws.close_reason)
     return 0
+
+
+def _stdin_is_terminal() -> bool:
+    try:
+        return sys.stdin.isatty()
+    except ValueError:  # closed
+        return False
 
 
 def _describe(exc: BaseException, url: str) -> str:
@@ -410,6 +465,24 @@ def _describe(exc: BaseException, url: str) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _demo(args: argparse.Namespace) -> int:
+    if args.serve:
+        try:
+            anyio.run(serve_main, args.port)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C: the way to stop it
+        except OSError as exc:
+            raise CLIError(
+                f"cannot serve on 127.0.0.1:{args.port}: {exc.strerror or exc}"
+                " (choose another --port, or 0 for a free one)"
+            ) from exc
+        return 0
+    from ._demo import run_demo
+
+    anyio.run(run_demo, args.seconds)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``streams`` command; return its exit status."""
     args = _parser().parse_args(argv)
@@ -417,10 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     try:
         if args.command == "demo":
-            from ._demo import run_demo
-
-            anyio.run(run_demo, args.seconds)
-            return 0
+            return _demo(args)
         return anyio.run(_connect, args, sys.stdout)
     except KeyboardInterrupt:
         return 130

@@ -1,18 +1,22 @@
 """The demo: a local market feed, a typed pipeline over it, a live view.
 
-``streams demo`` needs no network: it serves a made-up ticker feed on
-127.0.0.1 (a free port) with a small anyio + wsproto server, connects to it
-with :func:`streams.aconnect_ws`, and runs::
+``streams demo`` needs no network: it runs the demo server
+(:mod:`streams._demo_server`) in a child process on a free port of
+127.0.0.1, connects to its feed with :func:`streams.aconnect_ws`, and runs::
 
     ws.json(Tick).filter(lambda t: t.px > 0).batch(1000, timeout=0.05)
 
-showing throughput and the latest prices while it runs, then a summary.
+showing throughput and the latest prices while it runs, then a summary. On a
+terminal the view is redrawn in place and fits the terminal (every line is
+cut to its width, and the view to its height); on a pipe it prints a plain
+progress line a second. Ctrl-C ends it early, with the summary.
 """
 
 from __future__ import annotations
 
-import math
-import random
+import os
+import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -21,81 +25,15 @@ from typing import TextIO
 
 import anyio
 import anyio.abc
-import msgspec
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request
 
 from ._connect import aconnect_ws
+from ._console import screen_rows
+from ._demo_server import SYMBOLS, Tick
+from ._session import AsyncWebSocketSession
 
-__all__ = ["Tick", "run_demo", "serve_feed"]
+__all__ = ["Tick", "run_demo"]
 
-SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "ASML")
-
-
-class Tick(msgspec.Struct, frozen=True):
-    """One price update of the demo feed."""
-
-    sym: str
-    px: float
-    qty: int
-    seq: int
-
-
-async def _feed_connection(stream: anyio.abc.SocketStream, duration: float) -> None:
-    """Serve one client: the upgrade, then ticks as fast as TCP takes them."""
-    ws = WSConnection(ConnectionType.SERVER)
-    encoder = msgspec.json.Encoder()
-    async with stream:
-        while True:
-            data = await stream.receive()
-            ws.receive_data(data)
-            if any(isinstance(event, Request) for event in ws.events()):
-                break
-        await stream.send(ws.send(AcceptConnection()))
-        rng = random.Random(7)
-        steps = [rng.gauss(0, 0.0005) for _ in range(4099)]
-        drift = sum(steps) / len(steps)  # centred, so prices wander without a trend
-        noise = [math.exp(step - drift) for step in steps]
-        sizes = [rng.randrange(1, 500) for _ in range(4093)]
-        prices = [100.0 + 50 * i for i in range(len(SYMBOLS))]
-        seq = 0
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            frames = []
-            for _ in range(2000):
-                index = seq % len(SYMBOLS)
-                price = prices[index] = prices[index] * noise[seq % 4099]
-                # Now and then a bad print (a zero price) that the pipeline filters out.
-                px = 0.0 if seq % 97 == 0 else round(price, 2)
-                payload = encoder.encode(Tick(SYMBOLS[index], px, sizes[seq % 4093], seq))
-                # Server frames are not masked: a 2-byte header for short payloads.
-                frames.append(bytes((0x81, len(payload))) + payload)
-                seq += 1
-            await stream.send(b"".join(frames))
-        await stream.send(ws.send(CloseConnection(1000, "end of demo feed")))
-        with anyio.move_on_after(1):
-            while True:
-                ws.receive_data(await stream.receive())
-                if any(isinstance(event, CloseConnection) for event in ws.events()):
-                    break
-
-
-async def serve_feed(
-    duration: float, *, task_status: anyio.abc.TaskStatus[int] = anyio.TASK_STATUS_IGNORED
-) -> None:
-    """Serve the demo feed on 127.0.0.1 (a free port, reported through ``task_status``)."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    async with listener:
-        task_status.started(port)
-
-        async def handle(stream: anyio.abc.SocketStream) -> None:
-            try:
-                await _feed_connection(stream, duration)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-
-        await listener.serve(handle)
+PIPELINE = ("ws.json(Tick)", ".filter(lambda t: t.px > 0)", ".batch(1000, timeout=0.05)")
 
 
 @dataclass
@@ -110,16 +48,20 @@ class _View:
     first_px: dict[str, float] = field(default_factory=dict)
     rates: list[float] = field(default_factory=list)
 
-    def render(self, width: int = 64) -> list[str]:
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = self.messages / elapsed
-        spark = _sparkline(self.rates[-40:])
+    def rate(self) -> float:
+        return self.messages / max(time.monotonic() - self.started, 1e-9)
+
+    def render(self, columns: int = 80, rows: int = 24) -> list[str]:
+        """The lines of the view, each shorter than ``columns``, at most ``rows - 1`` of them."""
+        width = max(min(columns - 1, 64), 1)
+        spark = _sparkline(self.rates[-max(width - 14, 1) :])
         lines = [
-            "streams demo: ws.json(Tick).filter(lambda t: t.px > 0).batch(1000, timeout=0.05)",
+            "streams demo: " + PIPELINE[0],
+            "  " + "".join(PIPELINE[1:]),
             "-" * width,
-            f"  received {self.messages:>10,} ticks in {self.batches:,} batches"
-            f"   {rate:>12,.0f} ticks/s",
-            f"  dropped by the filter {self.filtered:>6,}   throughput {spark}",
+            f"  received {self.messages:>11,} ticks in {self.batches:,} batches",
+            f"  rate     {self.rate():>11,.0f} ticks/s, {self.filtered:,} filtered out",
+            f"  throughput {spark}",
             "-" * width,
         ]
         for sym in SYMBOLS:
@@ -128,8 +70,27 @@ class _View:
                 continue
             change = (tick.px / self.first_px[sym] - 1) * 100
             arrow = "▲" if change >= 0 else "▼"
-            lines.append(f"  {sym:<5} {tick.px:>10.2f}  {arrow} {change:+6.2f}%   seq {tick.seq:,}")
-        return lines
+            lines.append(f"  {sym:<5} {tick.px:>9.2f} {arrow} {change:+6.2f}%  seq {tick.seq:,}")
+        # Cut to the width, so that no line wraps; drop what the height cannot hold.
+        return [line[:width] for line in lines[: max(rows - 1, 1)]]
+
+    def progress(self) -> str:
+        """One plain line for a pipe."""
+        elapsed = time.monotonic() - self.started
+        return (
+            f"{elapsed:5.1f} s: {self.messages:,} ticks in {self.batches:,} batches,"
+            f" {self.rate():,.0f}/s, {self.filtered:,} filtered out"
+        )
+
+    def summary(self, close_code: int | None) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        closed = "interrupted" if close_code is None else f"closed with code {close_code}"
+        return (
+            f"Done: {self.messages:,} ticks decoded into msgspec Structs\n"
+            f"in {elapsed:.1f} s ({self.messages / elapsed:,.0f}/s),"
+            f" {self.filtered:,} filtered out,\n"
+            f"{self.batches:,} batches; {closed}.\n"
+        )
 
 
 def _sparkline(values: list[float]) -> str:
@@ -140,6 +101,35 @@ def _sparkline(values: list[float]) -> str:
     return "".join(bars[min(int(v / top * (len(bars) - 1)), len(bars) - 1)] for v in values)
 
 
+class _Screen:
+    """Draws the view: in place on a terminal, as progress lines on a pipe."""
+
+    def __init__(self, out: TextIO, live: bool) -> None:
+        self.out = out
+        self.live = live
+        self._rows = 0  # screen rows drawn last time, to move back over
+
+    def _size(self) -> os.terminal_size:
+        try:
+            return os.get_terminal_size(self.out.fileno())
+        except (OSError, ValueError):
+            return shutil.get_terminal_size()
+
+    def draw(self, view: _View) -> None:
+        if not self.live:
+            self.out.write(view.progress() + "\n")
+            self.out.flush()
+            return
+        size = self._size()
+        lines = view.render(size.columns, size.lines)
+        head = f"\x1b[{self._rows}F" if self._rows else ""
+        # Each line cleared before it is written; anything left below from a
+        # taller view (the terminal was resized) cleared too.
+        self.out.write(head + "".join(f"\x1b[2K{line}\n" for line in lines) + "\x1b[J")
+        self.out.flush()
+        self._rows = screen_rows(lines, size.columns)
+
+
 async def run_demo(
     seconds: float = 5.0,
     *,
@@ -147,7 +137,7 @@ async def run_demo(
     live: bool | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> _View:
-    """Run the demo for ``seconds``; return what it saw.
+    """Run the demo for ``seconds`` (or until Ctrl-C); return what it saw.
 
     Args:
         seconds: how long the feed runs.
@@ -159,70 +149,86 @@ async def run_demo(
     if live is None:
         live = out.isatty()
     view = _View()
-    # The feed runs in a child process, so that server and client each get a core.
-    command = [sys.executable, "-m", "streams._demo", "--serve", str(seconds)]
-    async with await anyio.open_process(command, stderr=None) as server:
-        assert server.stdout is not None
-        line = b""
-        async for chunk in server.stdout:
-            line += chunk
-            if b"\n" in line:
-                break
-        if not line.startswith(b"PORT "):
-            raise RuntimeError(f"the demo feed did not start: {line!r}")
-        port = int(line.split()[1])
-        async with aconnect_ws(f"ws://127.0.0.1:{port}/feed", compression=None) as ws:
+    screen = _Screen(out, live)
+    if not live:
+        out.write("streams demo: " + "".join(PIPELINE) + "\n")
+    stop = _Stop()
+    # The feed runs in a child process, so that server and client each get a
+    # core; in a session of its own, so that Ctrl-C at the terminal reaches
+    # only this process, which ends the child.
+    command = [sys.executable, "-m", "streams._demo_server"]
+    async with (
+        await anyio.open_process(command, stderr=None, start_new_session=True) as server,
+        anyio.create_task_group() as tg,
+    ):
+        try:
+            if sys.platform != "win32":
+                tg.start_soon(stop.on_sigint, tg.cancel_scope)
+            url = await _server_url(server)
+            async with aconnect_ws(f"{url}/feed?rate=0&seconds={seconds}", compression=None) as ws:
+                stop.ws = ws
+                view.started = time.monotonic()
 
-            def keep(tick: Tick) -> bool:
-                if tick.px > 0:
-                    return True
-                view.filtered += 1
-                return False
+                def keep(tick: Tick) -> bool:
+                    if tick.px > 0:
+                        return True
+                    view.filtered += 1
+                    return False
 
-            drawn = 0
-            last_draw = clock()
-            last_count = 0
-            async for batch in ws.json(Tick).filter(keep).batch(1000, timeout=0.05):
-                view.batches += 1
-                view.messages += len(batch)
-                for tick in batch:
-                    view.first_px.setdefault(tick.sym, tick.px)
-                    view.last[tick.sym] = tick
-                now = clock()
-                if now - last_draw >= (0.1 if live else 1.0):
-                    view.rates.append((view.messages - last_count) / (now - last_draw))
-                    last_count, last_draw = view.messages, now
-                    drawn = _draw(out, view, live, drawn)
-        server.terminate()
-    _draw(out, view, live, drawn)
-    elapsed = time.monotonic() - view.started
-    out.write(
-        f"\nDone: {view.messages:,} ticks decoded into msgspec Structs in {elapsed:.1f} s "
-        f"({view.messages / elapsed:,.0f}/s), {view.filtered:,} filtered out, "
-        f"{view.batches:,} batches; closed with code {ws.close_code}.\n"
-    )
+                last_draw = clock()
+                last_count = 0
+                async for batch in ws.json(Tick).filter(keep).batch(1000, timeout=0.05):
+                    view.batches += 1
+                    view.messages += len(batch)
+                    for tick in batch:
+                        view.first_px.setdefault(tick.sym, tick.px)
+                        view.last[tick.sym] = tick
+                    now = clock()
+                    if now - last_draw >= (0.1 if live else 1.0):
+                        view.rates.append((view.messages - last_count) / (now - last_draw))
+                        last_count, last_draw = view.messages, now
+                        screen.draw(view)
+            tg.cancel_scope.cancel()
+        finally:
+            server.kill()
+    screen.draw(view)
+    close_code = None if stop.interrupted or stop.ws is None else stop.ws.close_code
+    out.write("\n" + view.summary(close_code))
     out.flush()
     return view
 
 
-def _draw(out: TextIO, view: _View, live: bool, drawn: int) -> int:
-    lines = view.render()
-    if live:
-        if drawn:
-            out.write(f"\x1b[{drawn}F")
-        out.write("".join(f"\x1b[2K{line}\n" for line in lines))
-    else:
-        out.write(lines[2].strip() + "\n")
-    out.flush()
-    return len(lines)
+class _Stop:
+    """Ctrl-C: before the connection is open, stop at once; after, close it (code 1000).
+
+    Closing lets the pipeline end as it does at the end of the feed, with the
+    messages that arrived before the server's Close.
+    """
+
+    def __init__(self) -> None:
+        self.ws: AsyncWebSocketSession | None = None
+        self.interrupted = False
+
+    async def on_sigint(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                if self.ws is None:
+                    scope.cancel()
+                else:
+                    await self.ws.close(1000)
+                return
 
 
-async def _serve_main(seconds: float) -> None:
-    async with anyio.create_task_group() as tg:
-        port = await tg.start(serve_feed, seconds)
-        print(f"PORT {port}", flush=True)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
-        anyio.run(_serve_main, float(sys.argv[2]))
+async def _server_url(server: anyio.abc.Process) -> str:
+    """The URL the demo server prints on its first line."""
+    assert server.stdout is not None
+    line = b""
+    async for chunk in server.stdout:
+        line += chunk
+        if b"\n" in line:
+            break
+    url = line.split(b"\n")[0].decode(errors="replace")
+    if not url.startswith("ws://"):
+        raise RuntimeError(f"the demo server did not start: {line!r}")
+    return url

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -259,6 +260,49 @@ def test_subprotocols_are_offered_in_order(uvicorn_websockets_url: str) -> None:
     assert record.subprotocol == "chat.v1"
 
 
+# --------------------------------------------------------------------------- connect: output
+
+HOSTILE = "before\x1b[2J\x1b[Hafter\x08bell\x07 csi\x9b tab\tend"
+"""Text that would clear the screen, move the cursor and ring the bell if printed raw."""
+
+
+def test_control_characters_are_escaped_by_default(uvicorn_websockets_url: str) -> None:
+    result = streams_cli(
+        "connect", f"{uvicorn_websockets_url}/echo", "-n", "1", stdin=HOSTILE + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "before\\x1b[2J\\x1b[Hafter\\x08bell\\x07 csi\\x9b tab\tend\n"
+    assert not any(0x00 <= ord(c) < 0x20 and c not in "\t\n" for c in result.stdout)
+
+
+def test_raw_prints_control_characters_as_received(uvicorn_websockets_url: str) -> None:
+    result = streams_cli(
+        "connect", f"{uvicorn_websockets_url}/echo", "-n", "1", "--raw", stdin=HOSTILE + "\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == HOSTILE + "\n"
+
+
+def test_binary_messages_are_escaped_too(uvicorn_websockets_url: str) -> None:
+    result = streams_cli(
+        "connect", f"{uvicorn_websockets_url}/echo", "--binary", "-n", "1",
+        stdin="\x1b]0;title\x07\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "\\x1b]0;title\\x07\n"
+
+
+def test_color_always_pretty_prints_and_colours(uvicorn_websockets_url: str) -> None:
+    result = streams_cli(
+        "connect", f"{uvicorn_websockets_url}/json?n=1", "-n", "1", "--color", "always"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[" in result.stdout
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+    assert json.loads(plain) == {"sym": "ABC", "px": 1.5, "seq": 0}
+    assert plain.startswith('{\n  "sym": "ABC"')
+
+
 # --------------------------------------------------------------------------- connect: errors
 
 
@@ -410,10 +454,113 @@ def test_sigint_exits_promptly_while_stdin_stays_open(uvicorn_websockets_url: st
 def test_demo_runs_and_prints_the_summary() -> None:
     result = streams_cli("demo", "--seconds", "1")
     assert result.returncode == 0, result.stderr
-    summary = result.stdout.strip().splitlines()[-1]
-    assert summary.startswith("Done: ")
+    assert result.stderr == ""
+    lines = result.stdout.strip().splitlines()
+    summary = "\n".join(
+        lines[lines.index(next(line for line in lines if line.startswith("Done: "))) :]
+    )
     assert "ticks decoded" in summary
-    assert "closed with code 1000" in summary
+    assert summary.endswith("closed with code 1000.")
+
+
+def test_demo_on_a_pipe_prints_plain_progress_lines() -> None:
+    result = streams_cli("demo", "--seconds", "1.5")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("streams demo: ws.json(Tick)")
+    progress = [line for line in lines if re.match(r" *\d+\.\d s: [\d,]+ ticks in ", line)]
+    assert len(progress) >= 2, result.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX only")
+def test_demo_ends_quietly_on_ctrl_c() -> None:
+    """Ctrl-C at a terminal signals the whole foreground process group."""
+    process = subprocess.Popen(
+        [*COMMAND, "demo", "--seconds", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("streams demo:")
+        assert " s: " in process.stdout.readline()  # the feed is flowing
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=EXIT_TIMEOUT)
+    finally:
+        _stop(process)
+    assert process.returncode == 0
+    assert stderr == ""
+    assert stdout.rstrip().endswith("interrupted.")
+
+
+@contextlib.contextmanager
+def demo_server() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``streams demo --serve`` on a free port, and the URL it printed."""
+    process = subprocess.Popen(
+        [*COMMAND, "demo", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert re.fullmatch(r"ws://127\.0\.0\.1:\d+", url), url
+        yield process, url
+    finally:
+        _stop(process)
+
+
+def test_demo_serve_serves_echo_flood_and_feed() -> None:
+    with demo_server() as (process, url):
+        echo = streams_cli("connect", url + "/echo", stdin="one\ntwo\n")
+        assert (echo.returncode, echo.stdout) == (0, "one\ntwo\n"), echo.stderr
+        flood = streams_cli("connect", url + "/flood?n=3&size=12")
+        assert flood.stdout.splitlines() == ["00000000xxxx", "00000001xxxx", "00000002xxxx"]
+        feed = streams_cli("connect", url + "/feed?rate=0", "-n", "3", "--select", ".seq")
+        assert feed.stdout.splitlines() == ["0", "1", "2"]
+        missing = streams_cli("connect", url + "/nowhere")
+        assert "HTTP 404" in assert_one_line_error(missing)
+        assert process.poll() is None  # still serving
+
+
+def test_demo_serve_echoes_on_the_feed() -> None:
+    with demo_server() as (_, url):
+        result = streams_cli(
+            "connect", url + "/feed?rate=20", "--where", ".op == hi", "-n", "1",
+            stdin='{"op": "hi"}\n',
+        )  # fmt: skip
+        assert result.stdout == '{"op": "hi"}\n', result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a subprocess is POSIX only")
+def test_demo_serve_stops_quietly_on_ctrl_c() -> None:
+    with demo_server() as (process, _):
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=EXIT_TIMEOUT) == 0
+        assert process.stderr is not None
+        assert process.stderr.read() == ""
+
+
+def test_demo_serve_on_a_taken_port_is_one_line() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        result = streams_cli("demo", "--serve", "--port", str(sock.getsockname()[1]))
+    assert "--port" in assert_one_line_error(result)
+
+
+def test_version() -> None:
+    result = streams_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == "streams 0.1.0\n"
 
 
 def test_no_command_is_a_usage_error() -> None:

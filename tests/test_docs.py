@@ -8,6 +8,16 @@ server's base address and ``127.0.0.1:8000`` replaced by its real port (the endp
 of `tests.servers`: /echo, /flood, /json...). Warnings are errors, as in the test suite. The
 processes are forked from one that has already imported the libraries, and several run at once.
 
+Every example runs on both backends: one that calls ``anyio.run(main)`` runs once as written
+(asyncio, anyio's default) and once with ``anyio.run`` defaulting to trio. A pytest example (one
+that imports pytest and defines ``test_`` functions) is run by pytest, and must itself run its
+tests on both backends (an ``anyio_backend`` fixture with both). An example that uses
+asyncio-only libraries (aiostream's time operators, uvloop) says so on the line just before its
+fence, and runs on asyncio only::
+
+    <!-- asyncio-only: aiostream's timeout is asyncio-only -->
+    ```python
+
 A block opts out only with an HTML comment on the line just before its fence, giving the reason::
 
     <!-- no-run: needs a real market-data feed -->
@@ -19,10 +29,12 @@ Tracebacks name the Markdown file and its line numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import multiprocessing
 import os
 import re
+import subprocess
 import sys
 import traceback
 import types
@@ -32,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +61,8 @@ WORKERS = 3
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<info>[^`\s]*)")
 _NO_RUN = re.compile(r"^\s*<!--\s*no-run:\s*(?P<reason>.*?)\s*-->\s*$")
+_ASYNCIO_ONLY = re.compile(r"^\s*<!--\s*asyncio-only:\s*(?P<reason>.*?)\s*-->\s*$")
+_PYTEST_TEST = re.compile(r"^(async )?def test_", re.MULTILINE)
 _PYTHON = frozenset({"python", "py", "python3"})
 
 
@@ -61,10 +76,26 @@ class Block:
     source: str
     no_run: str | None
     """The reason given by a ``<!-- no-run: ... -->`` comment, or None."""
+    asyncio_only: str | None = None
+    """The reason given by a ``<!-- asyncio-only: ... -->`` comment, or None."""
 
     @property
     def id(self) -> str:
         return f"{self.page}:{self.index}"
+
+    @property
+    def is_pytest(self) -> bool:
+        """Whether the block is a pytest module (run by pytest, which picks the backends)."""
+        return "import pytest" in self.source and _PYTEST_TEST.search(self.source) is not None
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends the block runs on: "pytest" for a pytest module, which runs both."""
+        if self.is_pytest:
+            return ("pytest",)
+        if self.asyncio_only is not None or "anyio.run(" not in self.source:
+            return ("asyncio",)
+        return ("asyncio", "trio")
 
 
 def python_blocks(path: Path) -> list[Block]:
@@ -89,6 +120,7 @@ def python_blocks(path: Path) -> list[Block]:
             ]
             previous = lines[i - 1] if i > 0 else ""
             opt_out = _NO_RUN.match(previous)
+            asyncio_only = _ASYNCIO_ONLY.match(previous)
             blocks.append(
                 Block(
                     page=path.name,
@@ -96,6 +128,7 @@ def python_blocks(path: Path) -> list[Block]:
                     line=start + 1,
                     source="\n".join(body) + "\n",
                     no_run=opt_out["reason"] if opt_out else None,
+                    asyncio_only=asyncio_only["reason"] if asyncio_only else None,
                 )
             )
         i = end + 1
@@ -126,7 +159,8 @@ def _example_params() -> list[Any]:
             where = f"docs/{block.page} line {block.line}"
             reason = f"{where}: {KNOWN_RUNAWAYS[key]}: it needs a no-run comment"
             marks.append(pytest.mark.skip(reason=reason))
-        params.append(pytest.param(block, id=block.id, marks=marks))
+        for backend in block.backends:
+            params.append(pytest.param(block, backend, id=f"{block.id}-{backend}", marks=marks))
     return params
 
 
@@ -150,13 +184,27 @@ if _CONTEXT.get_start_method() == "forkserver":
 
 
 def _example_main(
-    source: str, filename: str, first_line: int, base_url: str, stdout: str, stderr: str
+    source: str,
+    filename: str,
+    first_line: int,
+    base_url: str,
+    stdout: str,
+    stderr: str,
+    backend: str = "asyncio",
 ) -> None:
-    """The example's process: run ``source`` as the ``__main__`` module, output to files."""
+    """The example's process: run ``source`` as the ``__main__`` module, output to files.
+
+    ``backend`` becomes the default backend of ``anyio.run``; for ``"pytest"``, ``source``
+    is a test module, run by pytest.
+    """
     for fd, path in ((1, stdout), (2, stderr)):
         file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(file, fd)
         os.close(file)
+    if backend == "pytest":
+        sys.exit(_run_pytest(source, filename, first_line, stdout))
+    if backend != "asyncio":
+        anyio.run = functools.partial(anyio.run, backend=backend)  # type: ignore[assignment]
     warnings.simplefilter("error")
     main = types.ModuleType("__main__")
     main.__dict__["URL"] = base_url
@@ -177,18 +225,46 @@ def _example_main(
         sys.stderr.flush()
 
 
-def run_block(block: Block, base_url: str, output_dir: Path) -> Outcome:
+def _run_pytest(source: str, filename: str, first_line: int, output: str) -> int:
+    """Run the test module ``source`` with pytest, warnings as errors; return pytest's status."""
+    directory = Path(output).with_suffix(".pytest")
+    directory.mkdir()
+    # Padded so that tracebacks give the line numbers of the Markdown page.
+    module = directory / "test_example.py"
+    module.write_text("\n" * (first_line - 1) + source, encoding="utf-8")
+    (directory / "pytest.ini").write_text("[pytest]\nfilterwarnings = error\n", encoding="utf-8")
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", str(module)]
+    sys.stdout.write(f"{filename}: {' '.join(command[1:])}\n")
+    sys.stdout.flush()
+    try:
+        return subprocess.run(command, timeout=BLOCK_TIMEOUT - 1, check=False).returncode
+    except subprocess.TimeoutExpired:
+        sys.stderr.write(f"{filename}: pytest did not finish in time\n")
+        return 1
+
+
+def run_block(block: Block, base_url: str, output_dir: Path, backend: str = "asyncio") -> Outcome:
     """Run ``block`` as a program with ``URL`` set to ``base_url``; wait for its end.
 
-    The address the docs use, ``127.0.0.1:8000``, is replaced by the real one.
+    The address the docs use, ``127.0.0.1:8000``, is replaced by the real one. ``backend``
+    is the default backend of ``anyio.run``, or ``"pytest"`` to run a test module.
     """
     host_port = base_url.split("://", 1)[1]
     source = block.source.replace(DOCS_HOST, host_port)
-    stdout = output_dir / f"{block.page}-{block.index}.out"
-    stderr = output_dir / f"{block.page}-{block.index}.err"
+    name = f"{block.page}-{block.index}-{backend}"
+    stdout = output_dir / f"{name}.out"
+    stderr = output_dir / f"{name}.err"
     process = _CONTEXT.Process(
         target=_example_main,
-        args=(source, f"docs/{block.page}", block.line, base_url, str(stdout), str(stderr)),
+        args=(
+            source,
+            f"docs/{block.page}",
+            block.line,
+            base_url,
+            str(stdout),
+            str(stderr),
+            backend,
+        ),
         daemon=True,
     )
     process.start()
@@ -217,8 +293,8 @@ def example_runs(
 
     They are started in collection order, so a test never waits for more than its own example.
     """
-    selected = [
-        item.callspec.params["block"]
+    selected: list[tuple[Block, str]] = [
+        (item.callspec.params["block"], item.callspec.params["backend"])
         for item in request.session.items
         if isinstance(item, pytest.Function)
         and item.originalname == "test_example_runs"
@@ -228,18 +304,20 @@ def example_runs(
     output_dir = tmp_path_factory.mktemp("docs-examples")
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="docs-example") as executor:
         yield {
-            block.id: executor.submit(run_block, block, uvicorn_websockets_url, output_dir)
-            for block in selected
+            f"{block.id}-{backend}": executor.submit(
+                run_block, block, uvicorn_websockets_url, output_dir, backend
+            )
+            for block, backend in selected
         }
         executor.shutdown(cancel_futures=True)
 
 
-@pytest.mark.parametrize("block", _example_params())
-def test_example_runs(block: Block, example_runs: dict[str, Future[Outcome]]) -> None:
+@pytest.mark.parametrize(("block", "backend"), _example_params())
+def test_example_runs(block: Block, backend: str, example_runs: dict[str, Future[Outcome]]) -> None:
     if block.no_run is not None:
         pytest.skip(f"docs/{block.page} line {block.line}: no-run: {block.no_run}")
-    outcome = example_runs[block.id].result()
-    where = f"docs/{block.page} block {block.index} (line {block.line})"
+    outcome = example_runs[f"{block.id}-{backend}"].result()
+    where = f"docs/{block.page} block {block.index} (line {block.line}) on {backend}"
     output = f"--- stdout\n{outcome.stdout}--- stderr\n{outcome.stderr}"
     if outcome.returncode is None:
         pytest.fail(
@@ -249,6 +327,50 @@ def test_example_runs(block: Block, example_runs: dict[str, Future[Outcome]]) ->
         )
     if outcome.returncode != 0:
         pytest.fail(f"{where} exited with {outcome.returncode}\n{output}", pytrace=False)
+    if backend == "pytest":
+        # A pytest example runs its tests on both backends (its anyio_backend fixture).
+        for name in ("asyncio", "trio"):
+            assert f"[{name}] PASSED" in outcome.stdout, f"{where}: no test ran on {name}\n{output}"
+
+
+# ---------------------------------------------------------------- against streams demo --serve
+
+DEMO_PAGES = ("index.md", "quickstart.md")
+"""The pages that send a reader without a server to ``streams demo --serve``."""
+
+
+@pytest.fixture(scope="module")
+def demo_server_url() -> Iterator[str]:
+    """``streams demo --serve`` on a free port, as a reader would run it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streams", "demo", "--serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        yield process.stdout.readline().strip()
+    finally:
+        process.kill()
+        process.communicate()
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(block, id=block.id)
+        for block in ALL_BLOCKS
+        if block.page in DEMO_PAGES and block.no_run is None
+    ],
+)
+def test_example_runs_against_the_demo_server(
+    block: Block, demo_server_url: str, tmp_path: Path
+) -> None:
+    outcome = run_block(block, demo_server_url, tmp_path)
+    output = f"--- stdout\n{outcome.stdout}--- stderr\n{outcome.stderr}"
+    assert outcome.returncode == 0, f"docs/{block.page} line {block.line}\n{output}"
 
 
 # --------------------------------------------------------------------------- the collector itself
@@ -295,6 +417,39 @@ def test_collector_reads_fences_and_opt_outs(tmp_path: Path) -> None:
     ]
     assert blocks[1].source == "if True:\n    print(2)\n"
     assert blocks[2].source == "print('```')\n"
+
+
+def test_examples_run_on_both_backends_unless_marked(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nimport anyio\nanyio.run(main)\n```\n"
+        "<!-- asyncio-only: uses uvloop -->\n"
+        "```python\nimport anyio\nanyio.run(main)\n```\n"
+        "```python\nimport pytest\n\n@pytest.mark.anyio\nasync def test_x() -> None: ...\n```\n"
+        "```python\nprint('sync')\n```\n",
+        encoding="utf-8",
+    )
+    blocks = python_blocks(page)
+    assert [b.backends for b in blocks] == [
+        ("asyncio", "trio"),
+        ("asyncio",),
+        ("pytest",),
+        ("asyncio",),
+    ]
+    assert blocks[1].asyncio_only == "uses uvloop"
+
+
+def test_trio_run_makes_trio_the_default_of_anyio_run(tmp_path: Path) -> None:
+    source = (
+        "import anyio, sniffio\n"
+        "async def main() -> None:\n"
+        "    print(sniffio.current_async_library())\n"
+        "anyio.run(main)\n"
+    )
+    block = Block(page="backend.md", index=0, line=1, source=source, no_run=None)
+    for backend in ("asyncio", "trio"):
+        outcome = run_block(block, "ws://127.0.0.1:9", tmp_path, backend)
+        assert (outcome.returncode, outcome.stdout) == (0, f"{backend}\n"), outcome.stderr
 
 
 def test_tracebacks_name_the_page_and_line(uvicorn_websockets_url: str, tmp_path: Path) -> None:

@@ -38,8 +38,9 @@ from wsproto.frame_protocol import XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
 from streams.protocol import ClientProtocol, CloseState
-from streams.protocol._connection import _fast_mask, mask
 from streams.protocol._deflate import DeflateOptions, accept_response, offer_header
+from streams.protocol._limits import DEFAULT_MAX_FRAGMENTS
+from streams.protocol._mask import fast_mask, mask
 
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 RSV1, RSV2, RSV3 = 0x40, 0x20, 0x10
@@ -1599,6 +1600,170 @@ class TestFragmentLimits:
         assert_failed(proto, 1009)
 
 
+def sent_close(proto: ClientProtocol) -> tuple[int, str]:
+    """The code and reason of the Close frame the client sent (checked by a wsproto server)."""
+    closes = [e for e in server_events(proto.data_to_send()) if isinstance(e, CloseConnection)]
+    assert len(closes) == 1
+    return int(closes[0].code), closes[0].reason or ""
+
+
+class TestTooBigReason:
+    """A message over the limit names its size and the limit, locally and in the Close frame."""
+
+    def test_whole_message_names_its_size_and_the_limit(self) -> None:
+        proto = ClientProtocol(max_message_size=100)
+        assert proto.receive_data(binary(bytes(101))[:2]) == []
+        reason = "message of 101 bytes exceeds max_message_size_bytes=100"
+        assert (proto.close_code, proto.close_reason) == (1009, reason)
+        assert sent_close(proto) == (1009, reason)
+
+    def test_message_with_fragments_to_come_is_more_than_the_limit(self) -> None:
+        first, second, _ = fragments(TEXT, [b"a" * 60, b"b" * 41, b"c"])
+        proto = ClientProtocol(max_message_size=100)
+        assert proto.receive_data(first + second) == []
+        reason = "message of more than 100 bytes exceeds max_message_size_bytes=100"
+        assert (proto.close_code, proto.close_reason) == (1009, reason)
+        assert sent_close(proto) == (1009, reason)
+
+    def test_last_fragment_past_the_limit_gives_the_whole_size(self) -> None:
+        stream = b"".join(fragments(BINARY, [bytes(60), bytes(45)]))
+        proto = ClientProtocol(max_message_size=100)
+        assert proto.receive_data(stream) == []
+        reason = "message of 105 bytes exceeds max_message_size_bytes=100"
+        assert sent_close(proto) == (1009, reason)
+
+    @pytest.mark.parametrize("protocol_limit", [1000, None])
+    def test_compressed_message_names_the_limit_not_the_extension(
+        self, protocol_limit: int | None
+    ) -> None:
+        # wsproto reports the extension's refusal as "error in extension".
+        server, extension = deflate_pair(max_message_size=1000)
+        stream = server.send(BytesMessage(data=bytes(5000)))
+        assert stream[0] & RSV1
+        proto = ClientProtocol(max_message_size=protocol_limit, extensions=[extension])
+        assert proto.receive_data(stream) == []
+        reason = "message of more than 1000 bytes exceeds max_message_size_bytes=1000"
+        assert (proto.close_code, proto.close_reason) == (1009, reason)
+        assert sent_close(proto) == (1009, reason)
+
+
+def empty_fragments(opcode: int, count: int, last: bytes = b"") -> bytes:
+    """One message in ``count`` frames: all empty but the last, which holds ``last``."""
+    return b"".join(fragments(opcode, [b""] * (count - 1) + [last]))
+
+
+class TestFragmentCount:
+    """The number of frames a message may arrive in (close code 1009).
+
+    Every frame of a message being assembled is kept until the message ends: without a count,
+    a message of millions of empty frames grows memory while its size stays under the limit.
+    """
+
+    def test_default_is_4096_as_in_websockets(self) -> None:
+        assert DEFAULT_MAX_FRAGMENTS == 4096
+        proto = ClientProtocol()
+        assert proto.receive_data(empty_fragments(BINARY, 4096, b"end")) == [b"end"]
+        assert_open(proto)
+        proto.receive_data(empty_fragments(BINARY, 4097, b"end"))
+        assert_failed(proto, 1009)
+
+    @pytest.mark.parametrize("opcode", [TEXT, BINARY])
+    def test_client_accepts_message_in_exactly_max_fragments(self, opcode: int) -> None:
+        stream = b"".join(fragments(opcode, [b"a", b"", b"b", b"c"]))
+        proto = ClientProtocol(max_fragments=4)
+        assert proto.receive_data(stream) == ["abc" if opcode == TEXT else b"abc"]
+        assert_open(proto)
+
+    @pytest.mark.parametrize("opcode", [TEXT, BINARY])
+    def test_client_fails_at_the_header_of_the_frame_past_the_count(self, opcode: int) -> None:
+        head = b"".join(fragments(opcode, [b"a", b"", b"b", b"c", b"d"])[:4])
+        proto = ClientProtocol(max_fragments=4)
+        assert proto.receive_data(head) == []
+        assert_open(proto)
+        assert proto.receive_data(frame(CONT, b"", fin=False)[:2]) == []
+        reason = (
+            "too many fragments: 5 frames for 3 bytes, over max_fragments=4 plus one per 64 bytes"
+        )
+        assert (proto.close_code, proto.close_reason) == (1009, reason)
+        assert sent_close(proto) == (1009, reason)
+
+    def test_count_starts_again_with_each_message(self) -> None:
+        stream = empty_fragments(TEXT, 4, b"x") * 3
+        proto = ClientProtocol(max_fragments=4)
+        assert proto.receive_data(stream) == ["x", "x", "x"]
+        assert_open(proto)
+
+    def test_control_frames_between_fragments_do_not_count(self) -> None:
+        first, *rest = fragments(BINARY, [b"a", b"b", b"c"])
+        stream = first + frame(PING, b"1") + frame(PING, b"2") + b"".join(rest)
+        proto = ClientProtocol(max_fragments=3)
+        assert proto.receive_data(stream) == [b"abc"]
+        assert summary(proto.data_to_send()) == [("pong", b"1"), ("pong", b"2")]
+
+    def test_count_holds_one_byte_at_a_time(self) -> None:
+        proto = ClientProtocol(max_fragments=4)
+        assert one_byte_at_a_time(proto, empty_fragments(BINARY, 4, b"ok")) == [b"ok"]
+        one_byte_at_a_time(proto, empty_fragments(BINARY, 5, b"no"))
+        assert_failed(proto, 1009)
+
+    def test_a_large_frame_read_in_many_pieces_is_one_fragment(self) -> None:
+        # Counted per frame, not per read: a big message trickling in stays whole.
+        stream = b"".join(fragments(BINARY, [bytes(10_000), bytes(10_000)]))
+        proto = ClientProtocol(max_message_size=None, max_fragments=2)
+        assert feed(proto, stream, range(7, len(stream), 7)) == [bytes(20_000)]
+        assert_open(proto)
+
+    def test_compressed_message_in_too_many_frames_fails(self) -> None:
+        server, extension = deflate_pair(max_message_size=None)
+        stream = b"".join(
+            server.send(BytesMessage(data=b"", message_finished=False)) for _ in range(4)
+        ) + server.send(BytesMessage(data=b"end", message_finished=True))
+        assert stream[0] & RSV1
+        ok = ClientProtocol(max_fragments=5, extensions=[deflate_pair(None)[1]])
+        assert ok.receive_data(stream) == [b"end"]
+        proto = ClientProtocol(max_fragments=4, extensions=[extension])
+        assert proto.receive_data(stream) == []
+        assert_failed(proto, 1009)
+
+    def test_millions_of_empty_fragments_stop_at_the_count(self) -> None:
+        # A flood of empty continuation frames: the connection fails at frame 4097, and
+        # nothing the peer sends afterwards is kept.
+        chunk = frame(CONT, b"", fin=False) * 100_000
+        proto = ClientProtocol()
+        assert proto.receive_data(frame(BINARY, b"", fin=False)) == []
+        for _ in range(10):  # a million frames
+            assert proto.receive_data(chunk) == []
+        assert proto.close_reason.startswith("too many fragments: 4097 frames for 0 bytes")
+        assert_failed(proto, 1009)
+        assert proto._bin_parts == []
+
+    @pytest.mark.parametrize("opcode", [TEXT, BINARY])
+    def test_many_frames_of_64_bytes_are_accepted(self, opcode: int) -> None:
+        # Autobahn 9.3.1 and 9.4.1: 4 MiB in 65,536 frames of 64 bytes.
+        stream = b"".join(fragments(opcode, [b"a" * 64] * 65_536))
+        proto = ClientProtocol(max_message_size=4 * MIB)
+        assert proto.receive_data(stream) == ["a" * 4 * MIB if opcode == TEXT else b"a" * 4 * MIB]
+        assert_open(proto)
+
+    def test_past_the_count_each_frame_must_bring_64_bytes(self) -> None:
+        # Frames of one byte: 4,096 of them, then one more per 64 bytes.
+        proto = ClientProtocol()
+        count = 0
+        for piece in fragments(BINARY, [b"x"] * 10_000):
+            proto.receive_data(piece)
+            count += 1
+            if proto.failed:
+                break
+        assert count == 4162  # the first count past 4,096 + count // 64
+        assert count - 4096 > count // 64
+        assert (count - 1) - 4096 <= (count - 1) // 64
+        assert proto.close_reason == (
+            "too many fragments: 4162 frames for 4162 bytes, over max_fragments=4096"
+            " plus one per 64 bytes"
+        )
+        assert_failed(proto, 1009)
+
+
 class TestCompressedSessionFragments:
     """Fragmented messages once permessage-deflate is agreed (RFC 7692, section 6).
 
@@ -1763,7 +1928,7 @@ class TestSending:
             expected = bytes(XorMaskerSimple(key).process(bytearray(payload)))
             assert mask(payload, key) == expected == xor(payload, key)
             # The accelerated masker (websockets' C one, when installed) agrees.
-            assert _fast_mask(payload, key) == expected
+            assert fast_mask(payload, key) == expected
 
     @pytest.mark.parametrize("payload", [b"", b"ping!", bytes(125)])
     def test_client_sends_ping(self, payload: bytes) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import codecs
 import enum
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -42,7 +42,11 @@ from wsproto.events import (
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
 
-__all__ = ["ClientProtocol", "CloseState", "mask"]
+from ._deflate import LimitedPerMessageDeflate
+from ._limits import DEFAULT_MAX_FRAGMENTS, FRAGMENT_BYTES, message_too_big, too_many_fragments
+from ._mask import fast_mask
+
+__all__ = ["ClientProtocol", "CloseState"]
 
 _NO_LIMIT = 1 << 63
 
@@ -63,50 +67,6 @@ _INTERNAL_ERROR = (1011).to_bytes(2, "big")
 _LOCAL_ONLY_CODES = frozenset({1005, 1006, 1015})
 
 
-# XOR tables: _XOR[k] maps each byte b to b ^ k.
-_XOR = [bytes(b ^ k for b in range(256)) for k in range(256)]
-
-
-def mask(payload: bytes, key: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte masking ``key`` repeated (RFC 6455, section 5.3).
-
-    Short payloads go through one big-integer XOR; long ones through four
-    strided ``bytes.translate`` calls, which are faster past about 1 KiB.
-    Both are linear in the length of the payload.
-    """
-    n = len(payload)
-    if n < 1024:
-        if not n:
-            return b""
-        repeated = key * ((n + 3) >> 2)
-        if len(repeated) != n:
-            repeated = repeated[:n]
-        return (int.from_bytes(payload, "little") ^ int.from_bytes(repeated, "little")).to_bytes(
-            n, "little"
-        )
-    out = bytearray(payload)
-    for offset in range(4):
-        out[offset::4] = out[offset::4].translate(_XOR[key[offset]])
-    return bytes(out)
-
-
-def _accelerated_mask() -> Callable[[bytes, bytes], bytes]:
-    """The fastest masking function installed.
-
-    The websockets package, when installed (``pip install streams[speedups]``),
-    ships a C implementation of masking that does about 10 GB/s here, against
-    about 0.4 GB/s for :func:`mask`; both give the same bytes (the tests check it).
-    """
-    try:
-        from websockets.speedups import apply_mask
-    except ImportError:
-        return mask
-    return apply_mask
-
-
-_fast_mask = _accelerated_mask()
-
-
 class CloseState(enum.IntEnum):
     """Where a connection stands in the closing handshake."""
 
@@ -125,6 +85,10 @@ class ClientProtocol:
         max_message_size: the largest message accepted, in bytes (after
             decompression). A larger one fails the connection with close code
             1009. ``None`` means no limit.
+        max_fragments: the frames a message may arrive in whatever their
+            size; past these, one more per ``FRAGMENT_BYTES`` (64) bytes of
+            payload. More fail the connection with close code 1009. ``None``
+            means no limit.
         extensions: the wsproto extensions agreed during the handshake, for
             example a permessage-deflate extension.
         defer_failure: when the peer breaks the protocol, hold the Close frame
@@ -148,15 +112,26 @@ class ClientProtocol:
         self,
         *,
         max_message_size: int | None = 65536,
+        max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
     ) -> None:
         self._conn = Connection(ConnectionType.CLIENT, list(extensions))
+        # The limit an extension applies after inflating, for the close reason.
+        self._inflated_limit = next(
+            (
+                ext.max_message_size
+                for ext in extensions
+                if isinstance(ext, LimitedPerMessageDeflate) and ext.max_message_size is not None
+            ),
+            max_message_size,
+        )
         self._defer_failure = defer_failure
         self._close_override: int | None = None
         self._pending_failure: tuple[int, str] | None = None
         self._compressed = any(ext.enabled() for ext in extensions)
         self.max_message_size = _NO_LIMIT if max_message_size is None else max_message_size
+        self.max_fragments = _NO_LIMIT if max_fragments is None else max_fragments
         self.state = CloseState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
@@ -172,8 +147,11 @@ class ClientProtocol:
         # the frame walk), or _WSPROTO (a fragmented message wsproto assembles).
         self._message = _NO_MESSAGE
         # Size so far of the message the frame walk assembles. (The size of a
-        # compressed message is limited by the extension, after inflating.)
+        # compressed message is limited by the extension, after inflating;
+        # here it is counted on the wire, to judge its number of frames.)
         self._message_size = 0
+        # Frames so far of the message in progress (assembled here or by wsproto).
+        self._fragments = 0
         # The message the frame walk assembles: its parts (decoded as they
         # arrive for text), the payload bytes of its current frame still to
         # come in later reads, and whether that frame ends the message.
@@ -271,7 +249,7 @@ class ClientProtocol:
             if (b0 == 0x81 or b0 == 0x82) and b1 < 0x80 and minimal and not message and end <= n:
                 # A whole message in one unmasked frame, all in this read.
                 if length > limit:
-                    self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    self._fail(CloseReason.MESSAGE_TOO_BIG, message_too_big(limit, length))
                     return
                 if b0 == 0x81:
                     try:
@@ -291,18 +269,24 @@ class ClientProtocol:
             ):
                 # An uncompressed message assembled here: its first frame (which
                 # may also be its last) or a continuation frame.
+                final = b0 > 0x7F
                 if op:
                     message = self._message = op
                     if op == _TEXT:
                         self._decoder = _UTF8Decoder()
                     size = length
+                    self._fragments = 1
                 else:
                     size = self._message_size + length
+                    fragments = self._fragments = self._fragments + 1
+                    if fragments > self.max_fragments and self._too_many_fragments(size):
+                        return
                 self._message_size = size
                 if size > limit:
-                    self._fail(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                    # The size is known only if this frame ends the message.
+                    known = size if final else None
+                    self._fail(CloseReason.MESSAGE_TOO_BIG, message_too_big(limit, known))
                     return
-                final = b0 > 0x7F
                 if end > n:
                     # The frame goes on in the next reads.
                     self._frame_left = end - n
@@ -324,7 +308,9 @@ class ClientProtocol:
             if message > 0 and op & 0x0F < 3:
                 # Any other data frame inside the message assembled here.
                 self._hand_over()
-            self._follow(b0, b1, minimal)
+            self._follow(b0, b1, minimal, length)
+            if self.failed:
+                return
             message = self._message
             if end > n:
                 self._slow_left = end - n
@@ -410,7 +396,22 @@ class ClientProtocol:
         else:
             self._head = head
 
-    def _follow(self, b0: int, b1: int, minimal: bool) -> None:
+    def _too_many_fragments(self, size: int) -> bool:
+        """Fail the connection if the message in progress has too many frames for ``size``.
+
+        Args:
+            size: the payload of the message so far, in bytes (on the wire,
+                for a compressed message).
+        """
+        fragments = self._fragments
+        if fragments - self.max_fragments <= size // FRAGMENT_BYTES:
+            return False
+        self._fail(
+            CloseReason.MESSAGE_TOO_BIG, too_many_fragments(fragments, size, self.max_fragments)
+        )
+        return True
+
+    def _follow(self, b0: int, b1: int, minimal: bool, length: int) -> None:
         """Follow wsproto's message state through the header of a frame that goes to it.
 
         The only well-formed data frames the walk leaves to wsproto are those of
@@ -430,10 +431,17 @@ class ClientProtocol:
                 # The first frame of a compressed message. (Inside another
                 # message, wsproto fails: 1002.)
                 self._message = _NO_MESSAGE if b0 & 0x80 else _WSPROTO
-        elif self._message and b0 & 0x80:
-            # The last frame of a compressed message. (With no message to
-            # continue, wsproto fails: 1002.)
-            self._message = _NO_MESSAGE
+                self._fragments = 1
+                self._message_size = length
+        elif self._message:
+            fragments = self._fragments = self._fragments + 1
+            size = self._message_size = self._message_size + length
+            if fragments > self.max_fragments and self._too_many_fragments(size):
+                return
+            if b0 & 0x80:
+                # The last frame of a compressed message. (With no message to
+                # continue, wsproto fails: 1002.)
+                self._message = _NO_MESSAGE
 
     def _to_wsproto(self, data: bytes, out: list[str | bytes]) -> None:
         conn = self._conn
@@ -451,7 +459,15 @@ class ClientProtocol:
                 if conn.state is before:
                     # wsproto reports a protocol error as a CloseConnection
                     # event without a state change.
-                    self._fail(event.code, event.reason or "")
+                    reason = event.reason or ""
+                    if (
+                        event.code == CloseReason.MESSAGE_TOO_BIG
+                        and self._inflated_limit is not None
+                    ):
+                        # wsproto has no size limit: an extension's limit
+                        # stopped inflating there ("error in extension").
+                        reason = message_too_big(self._inflated_limit)
+                    self._fail(event.code, reason)
                 else:
                     self._on_close(event)
                 return
@@ -462,7 +478,10 @@ class ClientProtocol:
         if event.message_finished and not self._parts:
             out.append(data)
             return
-        self._parts.append(data)
+        if data:
+            # (wsproto may report a frame's payload piece by piece, and some
+            # pieces inflate to nothing.)
+            self._parts.append(data)
         if event.message_finished:
             parts = self._parts
             self._parts = []
@@ -584,7 +603,7 @@ class ClientProtocol:
             index = 0
         key = pool[index : index + 4]
         self._key_index = index + 4
-        return header + key + _fast_mask(payload, key)
+        return header + key + fast_mask(payload, key)
 
     def send_ping(self, payload: bytes) -> bytes:
         """Return a Ping frame."""
