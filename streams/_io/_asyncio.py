@@ -20,13 +20,13 @@ import socket
 import ssl
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import httpcore
 
 from .._engine._io import ByteIO, Leftover, OnData
-from ._probe import through_wrapper
+from ._probe import answer_probe, through_wrapper
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "asyncio_io"]
 
@@ -171,8 +171,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self.probe = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self.probe:
-            self.probe = False
+        if answer_probe(self):
             return b""
         protocol = self._protocol
         try:
@@ -308,20 +307,13 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> AsyncioStream:
-        loop = asyncio.get_running_loop()
-        protocol = _Protocol()
         local = (local_address, 0) if local_address else None
-        try:
-            async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_connection(
-                    lambda: protocol, host, port, local_addr=local
-                )
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        _apply_options(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        loop = asyncio.get_running_loop()
+        return await _open(
+            lambda factory: loop.create_connection(factory, host, port, local_addr=local),
+            timeout,
+            socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -330,19 +322,30 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
-        protocol = _Protocol()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, _ = await loop.create_unix_connection(lambda: protocol, path)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
-        _apply_options(transport, socket_options)
-        return AsyncioStream(transport, protocol)
+        return await _open(
+            lambda factory: loop.create_unix_connection(factory, path), timeout, socket_options
+        )
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _open(
+    connect: Callable[[Callable[[], _Protocol]], Awaitable[tuple[Any, Any]]],
+    timeout: float | None,
+    socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+) -> AsyncioStream:
+    """Open a connection with the loop's ``connect``; map its failures to httpcore's errors."""
+    protocol = _Protocol()
+    try:
+        async with asyncio.timeout(timeout):
+            transport, _ = await connect(lambda: protocol)
+    except TimeoutError as exc:
+        raise httpcore.ConnectTimeout(f"no connection in {timeout} s") from exc
+    except OSError as exc:
+        raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
+    _apply_options(transport, socket_options)
+    return AsyncioStream(transport, protocol)
 
 
 def _apply_options(

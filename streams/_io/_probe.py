@@ -14,13 +14,21 @@ from typing import Any, Protocol
 
 import httpcore
 
-__all__ = ["Probed", "through_wrapper"]
+__all__ = ["Probed", "answer_probe", "through_wrapper"]
 
 
 class Probed(Protocol):
     """A stream of the library's own: a read while ``probe`` is set returns ``b""`` at once."""
 
     probe: bool
+
+
+def answer_probe(stream: Probed) -> bool:
+    """Whether this read is a probe (then the stream's ``read`` returns ``b""`` at once)."""
+    if stream.probe:
+        stream.probe = False
+        return True
+    return False
 
 
 def through_wrapper(

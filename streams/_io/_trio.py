@@ -20,7 +20,7 @@ import httpcore
 import trio
 
 from .._engine._io import ByteIO
-from ._probe import through_wrapper
+from ._probe import answer_probe, through_wrapper
 
 __all__ = ["TrioBackend", "TrioStream", "trio_io"]
 
@@ -34,8 +34,7 @@ class TrioStream(httpcore.AsyncNetworkStream):
         self.probe = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self.probe:
-            self.probe = False
+        if answer_probe(self):
             return b""
         return await self._inner.read(max_bytes, timeout)
 
