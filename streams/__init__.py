@@ -17,6 +17,7 @@ from ._exceptions import WebSocketDisconnect as WebSocketDisconnect
 from ._exceptions import WebSocketInvalidTypeReceived as WebSocketInvalidTypeReceived
 from ._exceptions import WebSocketKeepaliveTimeout as WebSocketKeepaliveTimeout
 from ._exceptions import WebSocketNetworkError as WebSocketNetworkError
+from ._exceptions import WebSocketOverflowError as WebSocketOverflowError
 from ._exceptions import WebSocketUpgradeError as WebSocketUpgradeError
 from ._fanin import BroadcastPolicy as BroadcastPolicy
 from ._fanin import BroadcastStream as BroadcastStream
@@ -52,6 +53,7 @@ from ._sync import WebSocketSession as WebSocketSession
 from ._sync import connect_ws as connect_ws
 from ._types import JSONMode as JSONMode
 from ._types import Message as Message
+from ._types import Overflow as Overflow
 from .protocol._deflate import DeflateOptions as DeflateOptions
 from .websocket import DisconnectSignal as DisconnectSignal
 from .websocket import ReconnectSignal as ReconnectSignal
@@ -90,6 +92,7 @@ __all__ = [
     "OnDecodeError",
     "OutboxFullError",
     "OutboxOverflow",
+    "Overflow",
     "PongEvent",
     "ReceiveTimeout",
     "ReconnectSignal",
@@ -106,6 +109,7 @@ __all__ = [
     "WebSocketInvalidTypeReceived",
     "WebSocketKeepaliveTimeout",
     "WebSocketNetworkError",
+    "WebSocketOverflowError",
     "WebSocketSession",
     "WebSocketUpgradeError",
     "Websocket",

@@ -30,6 +30,7 @@ from ._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    Overflow,
 )
 from .protocol import Handshake
 from .protocol._deflate import DeflateOptions
@@ -77,6 +78,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         close_timeout: how long the closing handshake may take before the
             connection is dropped.
         compression: the permessage-deflate offer, or ``None`` to offer no compression.
+        overflow: what to do when ``queue_size`` messages wait (see :func:`aconnect_ws`).
+        lag_timeout: with ``overflow="disconnect"``, how long the queue may stay full.
     """
 
     def __init__(
@@ -90,6 +93,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         session_class: type[AsyncSession] = AsyncWebSocketSession,  # type: ignore[assignment]
         close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
         compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+        overflow: Overflow = "block",
+        lag_timeout: float | None = None,
     ) -> None:
         self.client = client
         self.session_class = session_class
@@ -100,6 +105,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
             keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
             close_timeout=close_timeout,
             compression=compression,
+            overflow=overflow,
+            lag_timeout=lag_timeout,
         )
 
     @classmethod
@@ -211,6 +218,8 @@ def aconnect_ws(
     session_class: None = None,
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    overflow: Overflow = "block",
+    lag_timeout: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]: ...
 
@@ -228,6 +237,8 @@ def aconnect_ws(
     session_class: type[AsyncSession],
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    overflow: Overflow = "block",
+    lag_timeout: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncSession]: ...
 
@@ -244,6 +255,8 @@ def aconnect_ws(
     session_class: type[AsyncWebSocketSession] | None = None,
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    overflow: Overflow = "block",
+    lag_timeout: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]:
     """Open an async WebSocket session.
@@ -279,6 +292,15 @@ def aconnect_ws(
             connection is dropped. Defaults to 10 seconds.
         compression: the permessage-deflate offer (:class:`DeflateOptions`), or
             ``None`` to offer no compression.
+        overflow: what to do when ``queue_size`` messages wait for the consumer:
+            ``"block"`` (the default) stops reading the network (backpressure
+            through TCP); ``"drop_oldest"`` / ``"drop_newest"`` drop the oldest
+            waiting message or the new one and never stop reading (counted in
+            ``statistics().overflow_dropped``); ``"disconnect"`` closes with
+            1008 once the queue stayed full ``lag_timeout`` seconds, then raises
+            :class:`~streams.WebSocketOverflowError` after the messages queued.
+        lag_timeout: with ``overflow="disconnect"`` only: how long the oldest
+            queued message may wait while the queue is full. Defaults to 5 seconds.
         **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
             ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
 
@@ -298,6 +320,8 @@ def aconnect_ws(
         keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
         close_timeout=close_timeout,
         compression=compression,
+        overflow=overflow,
+        lag_timeout=lag_timeout,
     )
     return _aconnect(
         url, client, subprotocols, options, session_class or AsyncWebSocketSession, kwargs

@@ -8,7 +8,8 @@ so code written for it keeps working::
     ├── WebSocketDisconnect          the connection was closed (code, reason)
     ├── WebSocketInvalidTypeReceived a message was not of the expected kind
     ├── WebSocketNetworkError        the network failed or the peer went silent
-    │   └── WebSocketKeepaliveTimeout    the peer did not answer a keepalive ping
+    │   ├── WebSocketKeepaliveTimeout    the peer did not answer a keepalive ping
+    │   └── WebSocketOverflowError       the consumer fell behind (overflow="disconnect")
     ├── WebSocketUpgradeError        the opening handshake was refused or invalid
     ├── WebSocketDecodeError         a message could not be decoded or validated
     │   └── WebsocketPayloadError        (streams.websocket) not bytes nor a JSON object
@@ -37,6 +38,7 @@ __all__ = [
     "WebSocketInvalidTypeReceived",
     "WebSocketKeepaliveTimeout",
     "WebSocketNetworkError",
+    "WebSocketOverflowError",
     "WebSocketUpgradeError",
 ]
 
@@ -101,6 +103,29 @@ class WebSocketKeepaliveTimeout(WebSocketNetworkError):
 
     The session sent Close 1011 ("keepalive ping timeout") and dropped the connection.
     """
+
+
+class WebSocketOverflowError(WebSocketNetworkError):
+    """The consumer fell behind: with ``overflow="disconnect"``, the receive queue stayed full.
+
+    The session sent Close 1008 ("slow consumer: ...") and dropped the
+    connection; the messages queued before were delivered first.
+
+    Attributes:
+        policy: the overflow policy (``"disconnect"``).
+        queue_size: the bound of the receive queue.
+        lag_timeout: how long the queue stayed full, in seconds.
+    """
+
+    def __init__(self, policy: str, queue_size: int, lag_timeout: float) -> None:
+        self.policy = policy
+        self.queue_size = queue_size
+        self.lag_timeout = lag_timeout
+        super().__init__(
+            f"slow consumer: the receive queue (queue_size={queue_size}) stayed full for"
+            f" lag_timeout={lag_timeout} s with overflow={policy!r}; read faster, raise"
+            " queue_size or lag_timeout, or choose overflow='drop_oldest'"
+        )
 
 
 class WebSocketDecodeError(HTTPXWSException, ValueError):

@@ -15,8 +15,10 @@ from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_LAG_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    Overflow,
 )
 from .protocol._deflate import DeflateOptions
 
@@ -24,6 +26,9 @@ __all__ = ["DEFAULT_COMPRESSION", "SessionOptions", "unknown_keyword_error"]
 
 #: The compression offered by default: permessage-deflate with its defaults.
 DEFAULT_COMPRESSION = DeflateOptions()
+
+
+_OVERFLOWS: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest", "disconnect")
 
 
 def _check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
@@ -48,6 +53,9 @@ class SessionOptions:
         keepalive_ping_timeout_seconds: how long a silent peer is tolerated after a ping.
         close_timeout: how long the closing handshake may take.
         compression: the permessage-deflate offer, or ``None``.
+        overflow: what to do when ``queue_size`` messages wait (see :data:`streams.Overflow`).
+        lag_timeout: with ``overflow="disconnect"``, how long the queue may stay
+            full (``None``: 5 seconds).
 
     Raises:
         TypeError: an option of the wrong type.
@@ -60,6 +68,13 @@ class SessionOptions:
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS
     close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS
     compression: DeflateOptions | None = DEFAULT_COMPRESSION
+    overflow: Overflow = "block"
+    lag_timeout: float | None = None
+
+    @property
+    def lag(self) -> float:
+        """The lag timeout in force (with ``overflow="disconnect"``)."""
+        return DEFAULT_LAG_TIMEOUT_SECONDS if self.lag_timeout is None else self.lag_timeout
 
     def __post_init__(self) -> None:
         for name in ("max_message_size_bytes", "queue_size"):
@@ -75,6 +90,17 @@ class SessionOptions:
         _check_seconds("keepalive_ping_interval_seconds", self.keepalive_ping_interval_seconds)
         _check_seconds("keepalive_ping_timeout_seconds", self.keepalive_ping_timeout_seconds)
         _check_seconds("close_timeout", self.close_timeout, zero=True)
+        if self.overflow not in _OVERFLOWS:
+            raise ValueError(
+                f"overflow must be one of {', '.join(map(repr, _OVERFLOWS))}, not {self.overflow!r}"
+            )
+        _check_seconds("lag_timeout", self.lag_timeout)
+        if self.lag_timeout is not None and self.overflow != "disconnect":
+            raise ValueError(
+                f"lag_timeout applies only with overflow='disconnect', not {self.overflow!r}"
+            )
+        if self.overflow != "block" and self.queue_size < 1:
+            raise ValueError(f"overflow={self.overflow!r} needs a queue_size of at least 1")
         if self.compression is not None and not isinstance(self.compression, DeflateOptions):
             raise TypeError(
                 f"compression must be a streams.DeflateOptions or None, not {self.compression!r}"

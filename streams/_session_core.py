@@ -46,6 +46,8 @@ class SessionStatistics(msgspec.Struct, frozen=True):
             was called while the receive channel was full (so that a consumer
             that stopped reading never stalls the closing handshake).
         ping_rtt: the round-trip time of the last answered ping, in seconds.
+        overflow_dropped: messages dropped by the ``overflow`` policy
+            (``"drop_oldest"`` or ``"drop_newest"``).
     """
 
     messages_received: int
@@ -57,6 +59,7 @@ class SessionStatistics(msgspec.Struct, frozen=True):
     reader_paused: bool
     messages_dropped: int
     ping_rtt: float | None
+    overflow_dropped: int = 0
 
 
 class SessionCore:
@@ -198,6 +201,7 @@ class SessionCore:
             reader_paused=inbox.paused,
             messages_dropped=inbox.dropped,
             ping_rtt=engine.ping_rtt,
+            overflow_dropped=inbox.overflow_dropped,
         )
 
     # ------------------------------------------------------------------- reading

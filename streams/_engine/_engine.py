@@ -65,7 +65,7 @@ class Engine:
         self.io = io
         self.protocol = protocol
         self.options = options
-        self.inbox = Inbox(options.queue_size)
+        self.inbox = Inbox(options.queue_size, options.overflow, options.lag)
         self.outbox = Outbox(io, self._write_failed)
         self.reader = Reader(self)
         self.closed = anyio.Event()
@@ -308,11 +308,12 @@ class Engine:
             if not self.closed.is_set():
                 await self.abort()
 
-    async def fail(self, error: HTTPXWSException, code: int) -> None:
+    async def fail(self, error: HTTPXWSException, code: int, reason: str | None = None) -> None:
         """Fail the connection from this side: the error, a Close frame (briefly), the drop."""
         self.set_error(error)
         protocol = self.protocol
-        reason = str(error)
+        if reason is None:
+            reason = str(error)
         data = protocol.send_close(code, reason)
         if data and not self.outbox.done:
             self.outbox.queue(data)

@@ -10,12 +10,14 @@ loop on every round trip.
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 from collections.abc import Callable
 
 import anyio
 
-from .._types import Message
+from .._types import Message, Overflow
 from ._channel import ReceiveStream, channel_state, is_closed
 
 __all__ = ["Inbox"]
@@ -36,8 +38,20 @@ class Inbox:
             drops what arrives rather than stall the closing handshake.
     """
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, overflow: Overflow = "block", lag: float = 5.0) -> None:
         self.queue_size = queue_size
+        self._overflow = overflow
+        self._lag = lag
+        #: Messages dropped by the overflow policy.
+        self.overflow_dropped = 0
+        #: Set when the queue stayed full ``lag`` seconds (``overflow="disconnect"``).
+        self.overflowed = False
+        # With "disconnect": how many messages were ever put in the channel,
+        # and (that count after a batch, when the batch went in), oldest first.
+        self._pushed = 0
+        self._batches: collections.deque[tuple[int, float]] | None = (
+            collections.deque() if overflow == "disconnect" else None
+        )
         self._to_consumer, receive_stream = anyio.create_memory_object_stream[Message](queue_size)
         self._state = channel_state(self._to_consumer, receive_stream)
         if self._state is not None:
@@ -70,12 +84,45 @@ class Inbox:
     def push(self, messages: list[Message], index: int) -> int:
         """Put ``messages[index:]`` in the channel, as many as fit without waiting.
 
+        With ``overflow="drop_oldest"`` or ``"drop_newest"``, what does not fit
+        makes room or is dropped: every message is taken.
+
         Returns:
             The index of the first message left out (``len(messages)`` if none).
 
         Raises:
             anyio.BrokenResourceError: every receive end is closed.
         """
+        start = index
+        index = self._fill(messages, index)
+        if index < len(messages) and self._overflow in ("drop_oldest", "drop_newest"):
+            index = self._drop(messages, index)
+        if self._batches is not None and index > start:
+            self._pushed += index - start
+            self._batches.append((self._pushed, anyio.current_time()))
+        return index
+
+    def _drop(self, messages: list[Message], index: int) -> int:
+        """Drop by the policy to take ``messages[index:]``, which do not fit; return their end."""
+        count = len(messages)
+        if self._overflow == "drop_oldest":
+            # Messages that could never all fit give way to the newest ones at once.
+            newest = count - self.queue_size
+            if index < newest:
+                self.overflow_dropped += newest - index
+                index = newest
+            receive_nowait = self.receive_stream.receive_nowait
+            while index < count:
+                try:
+                    receive_nowait()  # the oldest waiting message gives way
+                except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+                self.overflow_dropped += 1
+                index = self._fill(messages, index)
+        self.overflow_dropped += count - index
+        return count
+
+    def _fill(self, messages: list[Message], index: int) -> int:
         count = len(messages)
         state = self._state
         if state is None or is_closed(self._to_consumer):
@@ -152,10 +199,15 @@ class Inbox:
             if self.closing:
                 self.dropped += count - index
                 return
+            wait = self._lag - self._oldest_wait() if self._batches is not None else math.inf
+            if wait <= 0:
+                # overflow="disconnect": the oldest message waited too long.
+                self.overflowed = True
+                return
             self.paused = True
             self.pauses += 1
             try:
-                with anyio.CancelScope() as scope:
+                with anyio.CancelScope(deadline=anyio.current_time() + wait) as scope:
                     self._delivery_scope = scope
                     await self._to_consumer.send(messages[index])
             except anyio.BrokenResourceError:
@@ -165,9 +217,23 @@ class Inbox:
                 self.paused = False
                 self._delivery_scope = None
             if scope.cancelled_caught:
-                self.dropped += count - index
-                return
+                if self.closing:
+                    self.dropped += count - index
+                    return
+                continue  # the lag deadline: judged at the top of the loop
+            if self._batches is not None:
+                self._pushed += 1
+                self._batches.append((self._pushed, anyio.current_time()))
             index += 1
+
+    def _oldest_wait(self) -> float:
+        """How long the oldest message in the channel has waited (``overflow="disconnect"``)."""
+        batches = self._batches
+        assert batches is not None
+        taken = self._pushed - self.waiting
+        while batches and batches[0][0] <= taken:
+            batches.popleft()
+        return anyio.current_time() - batches[0][1] if batches else 0.0
 
     def stop_waiting(self) -> None:
         """This side is closing: a reader waiting for room drops what it holds instead."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from .._exceptions import WebSocketNetworkError
+from .._exceptions import WebSocketNetworkError, WebSocketOverflowError
 from .._types import Message
 from ..protocol import CloseState
 from ._io import Leftover
@@ -99,6 +99,16 @@ class Reader:
             self.messages_in += len(messages)
         return messages
 
+    async def _overflowed(self) -> None:
+        """overflow="disconnect": the queue stayed full too long; close 1008 and fail."""
+        options = self._engine.options
+        queue_size, lag = options.queue_size, options.lag
+        await self._engine.fail(
+            WebSocketOverflowError(options.overflow, queue_size, lag),
+            1008,
+            f"slow consumer: queue_size={queue_size} full for lag_timeout={lag} s",
+        )
+
     def on_data(self, data: bytes) -> Leftover | None:
         """Parse bytes inside the backend's callback, while the reader task waits.
 
@@ -133,6 +143,9 @@ class Reader:
             await self._outbox.drain()
         if messages:
             await self._inbox.deliver(messages, index)
+            if self._inbox.overflowed:
+                await self._overflowed()
+                return False
         if protocol.failure_pending:
             # The peer broke the protocol after sending messages: let the
             # consumer take and answer them (it then asks for the next one),
