@@ -18,6 +18,7 @@ from ._exceptions import WebSocketInvalidTypeReceived as WebSocketInvalidTypeRec
 from ._exceptions import WebSocketKeepaliveTimeout as WebSocketKeepaliveTimeout
 from ._exceptions import WebSocketNetworkError as WebSocketNetworkError
 from ._exceptions import WebSocketOverflowError as WebSocketOverflowError
+from ._exceptions import WebSocketStaleError as WebSocketStaleError
 from ._exceptions import WebSocketUpgradeError as WebSocketUpgradeError
 from ._fanin import BroadcastPolicy as BroadcastPolicy
 from ._fanin import BroadcastStream as BroadcastStream
@@ -111,6 +112,7 @@ __all__ = [
     "WebSocketNetworkError",
     "WebSocketOverflowError",
     "WebSocketSession",
+    "WebSocketStaleError",
     "WebSocketUpgradeError",
     "Websocket",
     "WebsocketAction",

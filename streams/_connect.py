@@ -80,6 +80,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         compression: the permessage-deflate offer, or ``None`` to offer no compression.
         overflow: what to do when ``queue_size`` messages wait (see :func:`aconnect_ws`).
         lag_timeout: with ``overflow="disconnect"``, how long the queue may stay full.
+        stale_after: how long without a data message before the session fails.
     """
 
     def __init__(
@@ -95,6 +96,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         compression: DeflateOptions | None = DEFAULT_COMPRESSION,
         overflow: Overflow = "block",
         lag_timeout: float | None = None,
+        stale_after: float | None = None,
     ) -> None:
         self.client = client
         self.session_class = session_class
@@ -107,6 +109,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
             compression=compression,
             overflow=overflow,
             lag_timeout=lag_timeout,
+            stale_after=stale_after,
         )
 
     @classmethod
@@ -220,6 +223,7 @@ def aconnect_ws(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
+    stale_after: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]: ...
 
@@ -239,6 +243,7 @@ def aconnect_ws(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
+    stale_after: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncSession]: ...
 
@@ -257,6 +262,7 @@ def aconnect_ws(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
+    stale_after: float | None = None,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]:
     """Open an async WebSocket session.
@@ -301,6 +307,10 @@ def aconnect_ws(
             :class:`~streams.WebSocketOverflowError` after the messages queued.
         lag_timeout: with ``overflow="disconnect"`` only: how long the oldest
             queued message may wait while the queue is full. Defaults to 5 seconds.
+        stale_after: seconds without a data message read from the network
+            (pings and pongs do not count, nor time when messages wait for the
+            consumer) before the session closes with 1011 and raises
+            :class:`~streams.WebSocketStaleError`; ``None`` (the default) never.
         **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
             ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
 
@@ -322,6 +332,7 @@ def aconnect_ws(
         compression=compression,
         overflow=overflow,
         lag_timeout=lag_timeout,
+        stale_after=stale_after,
     )
     return _aconnect(
         url, client, subprotocols, options, session_class or AsyncWebSocketSession, kwargs

@@ -9,7 +9,8 @@ so code written for it keeps working::
     ├── WebSocketInvalidTypeReceived a message was not of the expected kind
     ├── WebSocketNetworkError        the network failed or the peer went silent
     │   ├── WebSocketKeepaliveTimeout    the peer did not answer a keepalive ping
-    │   └── WebSocketOverflowError       the consumer fell behind (overflow="disconnect")
+    │   ├── WebSocketOverflowError       the consumer fell behind (overflow="disconnect")
+    │   └── WebSocketStaleError          no data message for stale_after seconds
     ├── WebSocketUpgradeError        the opening handshake was refused or invalid
     ├── WebSocketDecodeError         a message could not be decoded or validated
     │   └── WebsocketPayloadError        (streams.websocket) not bytes nor a JSON object
@@ -39,6 +40,7 @@ __all__ = [
     "WebSocketKeepaliveTimeout",
     "WebSocketNetworkError",
     "WebSocketOverflowError",
+    "WebSocketStaleError",
     "WebSocketUpgradeError",
 ]
 
@@ -125,6 +127,25 @@ class WebSocketOverflowError(WebSocketNetworkError):
             f"slow consumer: the receive queue (queue_size={queue_size}) stayed full for"
             f" lag_timeout={lag_timeout} s with overflow={policy!r}; read faster, raise"
             " queue_size or lag_timeout, or choose overflow='drop_oldest'"
+        )
+
+
+class WebSocketStaleError(WebSocketNetworkError):
+    """The feed went quiet: no data message was read for ``stale_after`` seconds.
+
+    Pings and pongs do not count as data, and a consumer too slow to let the
+    session read is never taken for a quiet feed. The session sent Close 1011
+    ("stale: ...") and dropped the connection.
+
+    Attributes:
+        stale_after: the quiet time allowed, in seconds.
+    """
+
+    def __init__(self, stale_after: float) -> None:
+        self.stale_after = stale_after
+        super().__init__(
+            f"stale feed: no data message for stale_after={stale_after} s (the connection"
+            " is up, but the server sends nothing); reconnect, or raise stale_after"
         )
 
 

@@ -56,6 +56,8 @@ class SessionOptions:
         overflow: what to do when ``queue_size`` messages wait (see :data:`streams.Overflow`).
         lag_timeout: with ``overflow="disconnect"``, how long the queue may stay
             full (``None``: 5 seconds).
+        stale_after: how long the session may read no data message before it
+            fails with :class:`~streams.WebSocketStaleError`; ``None`` never.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -70,6 +72,7 @@ class SessionOptions:
     compression: DeflateOptions | None = DEFAULT_COMPRESSION
     overflow: Overflow = "block"
     lag_timeout: float | None = None
+    stale_after: float | None = None
 
     @property
     def lag(self) -> float:
@@ -95,6 +98,7 @@ class SessionOptions:
                 f"overflow must be one of {', '.join(map(repr, _OVERFLOWS))}, not {self.overflow!r}"
             )
         _check_seconds("lag_timeout", self.lag_timeout)
+        _check_seconds("stale_after", self.stale_after)
         if self.lag_timeout is not None and self.overflow != "disconnect":
             raise ValueError(
                 f"lag_timeout applies only with overflow='disconnect', not {self.overflow!r}"

@@ -32,6 +32,7 @@ from ._io import ByteIO
 from ._keepalive import run_keepalive
 from ._outbox import HIGH_WATER, Outbox
 from ._reader import READ_SIZE, Reader
+from ._stale import run_stale_watch
 
 __all__ = ["NORMAL_CLOSE_CODES", "Engine"]
 
@@ -98,6 +99,10 @@ class Engine:
         task_group.start_soon(self.outbox.run, name="streams flusher")
         if self._writer_wanted:
             task_group.start_soon(self._writer, name="streams writer")
+        if self.options.stale_after is not None:
+            task_group.start_soon(
+                run_stale_watch, self, self.options.stale_after, name="streams stale watch"
+            )
         interval = self.options.keepalive_ping_interval_seconds
         if interval is not None:
             task_group.start_soon(
