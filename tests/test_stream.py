@@ -24,7 +24,7 @@ from streams._exceptions import (
     WebSocketDisconnect,
     WebSocketInvalidTypeReceived,
 )
-from streams._stream import (
+from streams._operators import (
     JSONSender,
     MessageStream,
     bytes_stream,
@@ -231,7 +231,7 @@ def test_operators_refuse_what_is_not_callable() -> None:
 async def test_repr_shows_what_is_buffered() -> None:
     s = text_stream(ScriptedSource(["a", "b", "c"]))
     assert await s.__anext__() == "a"
-    assert repr(s) == "<_Convert buffered=2>"
+    assert repr(s) == "<Convert buffered=2>"
 
 
 def test_message_stream_rejects_what_is_not_a_source() -> None:

@@ -19,10 +19,12 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._stream import _ALL, MessageStream, _as_stream, _BatchRoot
+from .._checks import check_choice, check_minimum
+from .._taskgroup import OwnedTaskGroup
+from .sources import _BatchRoot, as_stream
+from .stream import ALL, MessageStream
 
 __all__ = ["BroadcastPolicy", "BroadcastStream", "broadcast", "merge"]
 
@@ -47,18 +49,6 @@ def _put_back(src: MessageStream[Any], items: list[Any], error: Exception | None
     # not duplicate it (nor let it overtake the items just handed back to it).
     if error is not None and src._exc is None and not isinstance(src, _BatchRoot):
         src._exc = error
-
-
-async def _stop(tg: TaskGroup | None) -> None:
-    """Cancel and wait for the readers of a task group entered in ``__aenter__``.
-
-    The block's own exception is not passed to the task group, so it comes out
-    as itself rather than wrapped in an exception group (the readers report
-    their errors in-band, and nothing but ``__aexit__`` cancels this scope).
-    """
-    assert tg is not None
-    tg.cancel_scope.cancel()
-    await tg.__aexit__(None, None, None)
 
 
 # --------------------------------------------------------------------------- merge
@@ -102,7 +92,7 @@ async def _merge_reader(
         while True:
             await slots.acquire()
             try:
-                items = await src._pull(_ALL)
+                items = await src._pull(ALL)
             except Exception as exc:
                 exc.add_note(f"raised by merged source {key!r}")
                 send.send_nowait((key, exc))
@@ -120,7 +110,7 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
     def __init__(self, sources: list[tuple[K, MessageStream[T]]], buffer_size: int) -> None:
         self._sources = sources
         self._buffer_size = buffer_size
-        self._tg: TaskGroup | None = None
+        self._tasks = OwnedTaskGroup()
         self._stream: _Merged[K, T] | None = None
         self._recv: MemoryObjectReceiveStream[_Entry] | None = None
         # Closed by each reader when it ends, and again here in case a reader
@@ -128,14 +118,13 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
         self._sends: list[MemoryObjectSendStream[_Entry]] = []
 
     async def __aenter__(self) -> MessageStream[tuple[K, T]]:
-        if self._tg is not None:
+        if self._stream is not None:
             raise RuntimeError("this merge has already been entered")
         send, recv = anyio.create_memory_object_stream[_Entry](math.inf)
         slots = anyio.Semaphore(self._buffer_size)
         self._recv = recv
         self._stream = _Merged(recv, slots)
-        self._tg = tg = anyio.create_task_group()
-        await tg.__aenter__()
+        tg = await self._tasks.enter()
         with send:
             for key, src in self._sources:
                 clone = send.clone()
@@ -150,7 +139,7 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
         tb: TracebackType | None,
     ) -> bool | None:
         try:
-            await _stop(self._tg)
+            await self._tasks.exit(exc)
         finally:
             for send in self._sends:
                 send.close()
@@ -252,10 +241,9 @@ def merge(
         raise ValueError("pass sources either by position or by name, not both")
     if not sources and not named:
         raise ValueError("merge needs at least one source")
-    if buffer_size < 1:
-        raise ValueError("buffer_size must be >= 1")
+    check_minimum("buffer_size", buffer_size, 1)
     keyed: list[tuple[Any, Any]] = list(enumerate(sources)) if sources else list(named.items())
-    return _Merge([(key, _as_stream(src)) for key, src in keyed], buffer_size)
+    return _Merge([(key, as_stream(src)) for key, src in keyed], buffer_size)
 
 
 # --------------------------------------------------------------------------- broadcast
@@ -370,7 +358,7 @@ async def _broadcast_reader(
                     if consumer._slots is not None:
                         await consumer._slots.acquire()
                         held.append(consumer._slots)
-                items = await src._pull(_ALL)
+                items = await src._pull(ALL)
             except BaseException:
                 for slots in held:
                     slots.release()
@@ -397,13 +385,14 @@ class _Broadcast(AbstractAsyncContextManager[tuple[BroadcastStream[T], ...]]):
         self._src = src
         self._consumers = tuple(BroadcastStream[T](i, buffer_size, policy) for i in range(n))
         self._buffer_size = buffer_size
-        self._tg: TaskGroup | None = None
+        self._tasks = OwnedTaskGroup()
+        self._entered = False
 
     async def __aenter__(self) -> tuple[BroadcastStream[T], ...]:
-        if self._tg is not None:
+        if self._entered:
             raise RuntimeError("this broadcast has already been entered")
-        self._tg = tg = anyio.create_task_group()
-        await tg.__aenter__()
+        self._entered = True
+        tg = await self._tasks.enter()
         tg.start_soon(_broadcast_reader, self._src, self._consumers, self._buffer_size)
         return self._consumers
 
@@ -414,7 +403,7 @@ class _Broadcast(AbstractAsyncContextManager[tuple[BroadcastStream[T], ...]]):
         tb: TracebackType | None,
     ) -> bool | None:
         try:
-            await _stop(self._tg)
+            await self._tasks.exit(exc)
         finally:
             for consumer in self._consumers:
                 consumer._finish()
@@ -467,10 +456,7 @@ def broadcast(
     Raises:
         ValueError: ``n`` or ``buffer_size`` below 1, or an unknown policy.
     """
-    if n < 1:
-        raise ValueError("n must be >= 1")
-    if buffer_size < 1:
-        raise ValueError("buffer_size must be >= 1")
-    if policy not in ("block", "drop_oldest"):
-        raise ValueError(f"policy must be 'block' or 'drop_oldest', not {policy!r}")
-    return _Broadcast(_as_stream(source), n, buffer_size, policy)
+    check_minimum("n", n, 1)
+    check_minimum("buffer_size", buffer_size, 1)
+    check_choice("policy", policy, ("block", "drop_oldest"))
+    return _Broadcast(as_stream(source), n, buffer_size, policy)
