@@ -156,7 +156,7 @@ class Converter:
                             continue
                         except Exception as handler_exc:
                             error = handler_exc
-                return Conversion(out, _sources(batch, skipped), error, list(it))
+                return Conversion(out, _sources(batch[:index], skipped), error, list(it))
 
 
 def _sources(batch: list[Any], skipped: list[int]) -> list[Any]:

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeAlias, TypeVar, overload
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._checks import check_choice, check_minimum
@@ -35,11 +36,44 @@ T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 T3 = TypeVar("T3")
 K = TypeVar("K")
+X = TypeVar("X")
 
 #: What :func:`broadcast` does when a consumer's buffer is full.
 BroadcastPolicy: TypeAlias = Literal["block", "drop_oldest"]
 
 _DEFAULT_BUFFER = 16
+
+
+class _Readers(AbstractAsyncContextManager[X]):
+    """The reader tasks of a fan-in or fan-out, in a task group as long as the block."""
+
+    _name = "fan-in"
+
+    def __init__(self) -> None:
+        self._tasks = OwnedTaskGroup()
+        self._entered = False
+
+    async def _start(self) -> TaskGroup:
+        if self._entered:
+            raise RuntimeError(f"this {self._name} has already been entered")
+        self._entered = True
+        return await self._tasks.enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            await self._tasks.exit(exc)
+        finally:
+            self._finish()
+        return None
+
+    def _finish(self) -> None:
+        """Once the readers are gone: hand over what they read."""
+        raise NotImplementedError
 
 
 def _put_back(src: MessageStream[Any], items: list[Any], error: Exception | None) -> None:
@@ -106,11 +140,13 @@ async def _merge_reader(
             send.send_nowait((key, items))
 
 
-class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
+class _Merge(_Readers[MessageStream[tuple[K, T]]]):
+    _name = "merge"
+
     def __init__(self, sources: list[tuple[K, MessageStream[T]]], buffer_size: int) -> None:
+        super().__init__()
         self._sources = sources
         self._buffer_size = buffer_size
-        self._tasks = OwnedTaskGroup()
         self._stream: _Merged[K, T] | None = None
         self._recv: MemoryObjectReceiveStream[_Entry] | None = None
         # Closed by each reader when it ends, and again here in case a reader
@@ -118,13 +154,11 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
         self._sends: list[MemoryObjectSendStream[_Entry]] = []
 
     async def __aenter__(self) -> MessageStream[tuple[K, T]]:
-        if self._stream is not None:
-            raise RuntimeError("this merge has already been entered")
+        tg = await self._start()
         send, recv = anyio.create_memory_object_stream[_Entry](math.inf)
         slots = anyio.Semaphore(self._buffer_size)
         self._recv = recv
         self._stream = _Merged(recv, slots)
-        tg = await self._tasks.enter()
         with send:
             for key, src in self._sources:
                 clone = send.clone()
@@ -132,22 +166,10 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
                 tg.start_soon(_merge_reader, key, src, clone, slots)
         return self._stream
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        try:
-            await self._tasks.exit(exc)
-        finally:
-            for send in self._sends:
-                send.close()
-            self._salvage()
-        return None
-
-    def _salvage(self) -> None:
+    def _finish(self) -> None:
         """Hand every item read but not consumed back to the stream it came from."""
+        for send in self._sends:
+            send.close()
         stream, recv = self._stream, self._recv
         assert stream is not None
         assert recv is not None
@@ -380,34 +402,23 @@ async def _broadcast_reader(
             consumer._send.close()
 
 
-class _Broadcast(AbstractAsyncContextManager[tuple[BroadcastStream[T], ...]]):
+class _Broadcast(_Readers[tuple[BroadcastStream[T], ...]]):
+    _name = "broadcast"
+
     def __init__(self, src: MessageStream[T], n: int, buffer_size: int, policy: BroadcastPolicy):
+        super().__init__()
         self._src = src
         self._consumers = tuple(BroadcastStream[T](i, buffer_size, policy) for i in range(n))
         self._buffer_size = buffer_size
-        self._tasks = OwnedTaskGroup()
-        self._entered = False
 
     async def __aenter__(self) -> tuple[BroadcastStream[T], ...]:
-        if self._entered:
-            raise RuntimeError("this broadcast has already been entered")
-        self._entered = True
-        tg = await self._tasks.enter()
+        tg = await self._start()
         tg.start_soon(_broadcast_reader, self._src, self._consumers, self._buffer_size)
         return self._consumers
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        try:
-            await self._tasks.exit(exc)
-        finally:
-            for consumer in self._consumers:
-                consumer._finish()
-        return None
+    def _finish(self) -> None:
+        for consumer in self._consumers:
+            consumer._finish()
 
 
 def broadcast(

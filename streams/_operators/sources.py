@@ -115,8 +115,8 @@ class _BatchRoot(_Root[Message]):
         return batch
 
 
-class _ChannelRoot(_Root[T]):
-    """Reads an anyio object receive stream, taking every item available at once."""
+class _ReaderRoot(_Root[T]):
+    """A root over a source that cannot take items back: stored items first, then ``_read``."""
 
     __slots__ = ("_ended",)
 
@@ -130,6 +130,19 @@ class _ChannelRoot(_Root[T]):
             return stored
         if self._ended:
             return []
+        return await self._read(limit)
+
+    async def _read(self, limit: int) -> list[T]:
+        """Read new items from the source; set ``_ended`` (and return ``[]``) at its end."""
+        raise NotImplementedError
+
+
+class _ChannelRoot(_ReaderRoot[T]):
+    """Reads an anyio object receive stream, taking every item available at once."""
+
+    __slots__ = ()
+
+    async def _read(self, limit: int) -> list[T]:
         src = self._src
         try:
             batch = [await src.receive()]
@@ -147,7 +160,7 @@ class _ChannelRoot(_Root[T]):
         return batch
 
 
-class _IterRoot(_Root[T]):
+class _IterRoot(_ReaderRoot[T]):
     """Reads any async iterable, one item per pull.
 
     Only as cancel-safe as the iterable's ``__anext__``: an async generator is
@@ -155,19 +168,13 @@ class _IterRoot(_Root[T]):
     stream or an anyio receive stream).
     """
 
-    __slots__ = ("_ended", "_it")
+    __slots__ = ("_it",)
 
     def __init__(self, src: AsyncIterable[T]) -> None:
         super().__init__(src)
         self._it: AsyncIterator[T] | None = None
-        self._ended = False
 
-    async def _produce(self, limit: int) -> list[T]:
-        stored = self._stored()
-        if stored:
-            return stored
-        if self._ended:
-            return []
+    async def _read(self, limit: int) -> list[T]:
         if self._it is None:
             self._it = aiter(self._src)
         try:
