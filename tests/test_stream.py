@@ -680,19 +680,19 @@ async def test_a_map_is_computed_again_only_for_items_handed_back() -> None:
 def test_converter_reports_the_first_failure_and_the_messages_of_the_items() -> None:
     errors: list[WebSocketDecodeError] = []
     converter = json_converter(int, on_error=errors.append)
-    result = converter.convert(["1", "x", "2", b"3", "4"])
-    assert result.items == [1, 2]
-    assert result.sources == ["1", "2"]
-    assert isinstance(result.error, WebSocketInvalidTypeReceived)
-    assert result.rest == ["4"]
+    items, sources, error, rest = converter.convert(["1", "x", "2", b"3", "4"])
+    assert items == [1, 2]
+    assert sources == ["1", "2"]
+    assert isinstance(error, WebSocketInvalidTypeReceived)
+    assert rest == ["4"]
     assert [e.payload for e in errors] == ["x"]
 
 
 def test_converter_without_a_decoder_returns_the_batch_itself() -> None:
     batch: list[Message] = ["a", "b"]
-    result = Converter(str, None, None).convert(batch)
-    assert result.items is batch
-    assert result.error is None
+    items, _, error, _ = Converter(str, None, None).convert(batch)
+    assert items is batch
+    assert error is None
 
 
 # --------------------------------------------------------------------------- cancellation

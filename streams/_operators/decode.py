@@ -10,8 +10,8 @@ build a ``Convert`` over a source.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple, Protocol, TypeAlias, TypeVar, overload
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, Protocol, TypeAlias, TypeVar, overload
 
 import msgspec
 from wsproto.events import BytesMessage, TextMessage
@@ -59,17 +59,11 @@ OnDecodeError: TypeAlias = Literal["raise"] | DecodeErrorHandler
 _MODE_KINDS: dict[str, type | None] = {"text": str, "binary": bytes, "any": None}
 
 
-class Conversion(NamedTuple):
-    """The result of converting one batch."""
-
-    #: The converted items, up to the first failure.
-    items: list[Any]
-    #: The message each item came from (``sources[i]`` gave ``items[i]``).
-    sources: list[Any]
-    #: The failure (a wrong kind, a decode error, or the handler's own error), if any.
-    error: Exception | None
-    #: The messages after the failure, not looked at.
-    rest: list[Any]
+#: The result of converting one batch: ``(items, sources, error, rest)``: the
+#: converted items up to the first failure; the message each item came from
+#: (``sources[i]`` gave ``items[i]``); the failure (a wrong kind, a decode error
+#: or the handler's own error), if any; the messages after it, not looked at.
+Conversion: TypeAlias = tuple[list[Any], list[Any], Exception | None, list[Any]]
 
 
 class _WrongKind(Exception):
@@ -133,30 +127,47 @@ class Converter:
             if len(kinds) != 1 or kind not in kinds:
                 fn = self._checked
         if fn is None:
-            return Conversion(batch, batch, None, [])
+            return batch, batch, None, []
         out: list[Any] = []
         it = iter(batch)
+        try:
+            out.extend(builtins.map(fn, it))
+        except Exception as exc:
+            return self._resume(batch, fn, out, it, exc)
+        return out, batch, None, []
+
+    def _resume(
+        self,
+        batch: list[Any],
+        fn: Callable[[Any], Any],
+        out: list[Any],
+        it: Iterator[Any],
+        exc: Exception,
+    ) -> Conversion:
+        """Go on after a failure at ``batch[len(out)]``: skip it (``on_error``) or stop there."""
         skipped: list[int] = []
         while True:
-            try:
-                out.extend(builtins.map(fn, it))
-                return Conversion(out, _sources(batch, skipped), None, [])
-            except Exception as exc:
-                index = len(out) + len(skipped)
-                payload = batch[index]
-                error: Exception
-                if isinstance(exc, _WrongKind):
-                    error = kind_error(payload)
-                else:
-                    error = decode_error(payload, exc)
-                    if self.on_error is not None:
+            index = len(out) + len(skipped)
+            payload = batch[index]
+            error: Exception
+            if isinstance(exc, _WrongKind):
+                error = kind_error(payload)
+            else:
+                error = decode_error(payload, exc)
+                if self.on_error is not None:
+                    try:
+                        self.on_error(error)
+                    except Exception as handler_exc:
+                        error = handler_exc
+                    else:
+                        skipped.append(index)
                         try:
-                            self.on_error(error)
-                            skipped.append(index)
+                            out.extend(builtins.map(fn, it))
+                        except Exception as next_exc:
+                            exc = next_exc
                             continue
-                        except Exception as handler_exc:
-                            error = handler_exc
-                return Conversion(out, _sources(batch[:index], skipped), error, list(it))
+                        return out, _sources(batch, skipped), None, []
+            return out, _sources(batch[:index], skipped), error, list(it)
 
 
 def _sources(batch: list[Any], skipped: list[int]) -> list[Any]:
@@ -169,29 +180,28 @@ def _sources(batch: list[Any], skipped: list[int]) -> list[Any]:
 class Convert(Derived[T]):
     """The decoding stage: a :class:`Converter` over the batches of the stream above."""
 
-    __slots__ = ("_converter",)
+    __slots__ = ("_convert", "_decodes")
 
     def __init__(self, up: MessageStream[Any], converter: Converter) -> None:
         super().__init__(up)
-        self._converter = converter
+        self._convert = converter.convert
+        self._decodes = converter.decode is not None
 
     async def _produce(self, limit: int) -> list[T]:
-        convert = self._converter.convert
         while True:
             items = await self._up._pull(limit)
             if not items:
                 return []
-            result = convert(items)
-            out = result.items
-            if result.error is not None:
-                self._fail(result.error, result.rest, out)
+            out, sources, error, rest = self._convert(items)
+            if error is not None:
+                self._fail(error, rest, out)
             if out:
-                if self._converter.decode is not None:
-                    self._record(out, result.sources)
+                if self._holds and self._decodes:
+                    self._record(out, sources)
                 return out
 
     def _give_back(self, items: list[Any]) -> None:
-        if self._converter.decode is None:
+        if not self._decodes:
             self._up._unread(items)  # the items are the messages
         else:
             super()._give_back(items)

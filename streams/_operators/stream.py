@@ -385,28 +385,24 @@ class Derived(Stage[T_co]):
             self._made = []
             self._sources = []
 
-    async def _pull(self, limit: int) -> list[T_co]:
-        if self._pos < len(self._buf) and self._made:
-            # Buffered items were not produced under this hold: what was
-            # recorded no longer ends with the latest items delivered.
-            self._made = []
-            self._sources = []
-        return await super()._pull(limit)
-
     def _give_back(self, items: list[Any]) -> None:
         made, sources = self._made, self._sources
         n, m = len(made), len(items)
         k = 0
         while k < m and k < n and items[m - 1 - k] is made[n - 1 - k]:
             k += 1
+        back = sources[n - k :]
         if k < m:
+            # Items from before the record stay here, in front; once they are
+            # delivered again, the record no longer ends with the latest items.
             self._buf = items[: m - k]
             self._pos = 0
-        if k:
-            back = sources[n - k :]
+            self._made = []
+            self._sources = []
+        else:
             del made[n - k :]
             del sources[n - k :]
-            self._up._unread(back)
+        self._up._unread(back)
 
 
 # The operator families build on the classes above.
