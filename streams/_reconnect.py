@@ -21,11 +21,11 @@ from ._feedstate import FeedObserving
 from ._feedstate import StateChange as StateChange
 from ._feedstate import StateChanges as StateChanges
 from ._holder import SessionHolder
+from ._operators import TypedStreams
 from ._outbox import FeedSending, Outbox
 from ._outbox import OutboxFullError as OutboxFullError
 from ._outbox import OutboxOverflow as OutboxOverflow
 from ._policy import WebsocketPolicy
-from ._stream import TypedStreams
 from ._supervisor import ConnectHook, FeedOptions, ResumeHook, Supervisor
 from ._types import DEFAULT_CLOSE_TIMEOUT_SECONDS, Message
 

@@ -13,8 +13,14 @@ import pytest
 
 import streams
 from streams._exceptions import WebSocketDisconnect
-from streams._fanin import BroadcastStream, broadcast, merge
-from streams._stream import json_stream, message_stream, text_stream
+from streams._operators import (
+    BroadcastStream,
+    broadcast,
+    json_stream,
+    merge,
+    message_stream,
+    text_stream,
+)
 from streams._types import Message
 
 pytestmark = pytest.mark.anyio

@@ -24,10 +24,12 @@ from streams._exceptions import (
     WebSocketDisconnect,
     WebSocketInvalidTypeReceived,
 )
-from streams._stream import (
+from streams._operators import (
+    Converter,
     JSONSender,
     MessageStream,
     bytes_stream,
+    json_converter,
     json_sender,
     json_stream,
     message_stream,
@@ -231,7 +233,7 @@ def test_operators_refuse_what_is_not_callable() -> None:
 async def test_repr_shows_what_is_buffered() -> None:
     s = text_stream(ScriptedSource(["a", "b", "c"]))
     assert await s.__anext__() == "a"
-    assert repr(s) == "<_Convert buffered=2>"
+    assert repr(s) == "<Convert buffered=2>"
 
 
 def test_message_stream_rejects_what_is_not_a_source() -> None:
@@ -617,6 +619,80 @@ async def test_long_pipeline_keeps_its_static_shape_at_run_time() -> None:
         .batch(2)
     )
     assert await s.collect() == [[(0, "A"), (1, "C")], [(2, "D")]]
+
+
+# --------------------------------------------------------------------------- handing back
+
+
+async def test_an_interrupted_collect_hands_the_messages_back_to_the_source() -> None:
+    source = ScriptedSource(["1", "2", "x", "4"])
+    with pytest.raises(WebSocketDecodeError):
+        await json_stream(source, int).map(lambda i: i * 10).take(10).collect()
+    # The decoded items became the messages they came from again; the bad one is consumed.
+    assert source.pending == ["1", "2", "4"]
+    assert await json_stream(source, int).collect() == [1, 2, 4]
+
+
+async def test_a_cancelled_collect_hands_the_messages_back(live: LiveSource) -> None:
+    live.push("a", "b")
+    with anyio.move_on_after(0.05):
+        await text_stream(live).enumerate().take(5).collect()
+    live.push("c")
+    assert await text_stream(live).take(3).collect() == ["a", "b", "c"]
+
+
+async def test_first_hands_back_what_batch_read_beyond_its_list() -> None:
+    source = ScriptedSource(["1", "2", "3", "4", "5"])
+    assert await json_stream(source, int).batch(2).first() == [1, 2]
+    assert source.pending == ["3", "4", "5"]
+
+
+async def test_items_from_a_source_without_unread_go_to_the_next_stream_over_it() -> None:
+    source = NoUnreadSource(["a", "b", "x"])
+    with pytest.raises(ValueError, match="x"):
+        await text_stream(source).map(lambda m: int(m, 16)).take(5).collect()
+    assert await text_stream(source).collect() == ["a", "b"]
+
+
+async def test_items_from_a_channel_go_to_the_next_stream_over_it() -> None:
+    send, recv = anyio.create_memory_object_stream[str](10)
+    with send, recv:
+        for m in ("1", "2", "3"):
+            send.send_nowait(m)
+        assert await message_stream(recv).map(int).batch(2).first() == [1, 2]
+        assert await message_stream(recv).first() == "3"
+
+
+async def test_a_map_is_computed_again_only_for_items_handed_back() -> None:
+    calls: list[str] = []
+
+    def record(m: str) -> str:
+        calls.append(m)
+        return m
+
+    source = ScriptedSource(["a", "b", "c"])
+    s = text_stream(source).map(record)
+    assert await s.__anext__() == "a"  # the rest of the batch stays in s
+    assert await s.take(2).collect() == ["b", "c"]
+    assert calls == ["a", "b", "c"]
+
+
+def test_converter_reports_the_first_failure_and_the_messages_of_the_items() -> None:
+    errors: list[WebSocketDecodeError] = []
+    converter = json_converter(int, on_error=errors.append)
+    items, sources, error, rest = converter.convert(["1", "x", "2", b"3", "4"])
+    assert items == [1, 2]
+    assert sources == ["1", "2"]
+    assert isinstance(error, WebSocketInvalidTypeReceived)
+    assert rest == ["4"]
+    assert [e.payload for e in errors] == ["x"]
+
+
+def test_converter_without_a_decoder_returns_the_batch_itself() -> None:
+    batch: list[Message] = ["a", "b"]
+    items, _, error, _ = Converter(str, None, None).convert(batch)
+    assert items is batch
+    assert error is None
 
 
 # --------------------------------------------------------------------------- cancellation

@@ -13,14 +13,18 @@ import msgspec
 from aiostream import pipe, stream
 from aiostream.core import Stream
 
-from streams import AsyncWebSocketSession, Message, WebSocketDecodeError
-from streams._fanin import BroadcastStream, broadcast, merge
-from streams._stream import (
+from streams import (
+    AsyncWebSocketSession,
+    BroadcastStream,
     JSONSender,
+    Message,
     MessageStream,
+    WebSocketDecodeError,
+    broadcast,
     bytes_stream,
     json_sender,
     json_stream,
+    merge,
     message_stream,
     text_stream,
 )

@@ -22,7 +22,10 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ._stream import _ALL, MessageStream, _as_stream, _BatchRoot
+from .._checks import check_choice, check_minimum
+from .._taskgroup import OwnedTaskGroup
+from .sources import _BatchRoot, as_stream
+from .stream import ALL, MessageStream
 
 __all__ = ["BroadcastPolicy", "BroadcastStream", "broadcast", "merge"]
 
@@ -33,11 +36,44 @@ T1 = TypeVar("T1")
 T2 = TypeVar("T2")
 T3 = TypeVar("T3")
 K = TypeVar("K")
+X = TypeVar("X")
 
 #: What :func:`broadcast` does when a consumer's buffer is full.
 BroadcastPolicy: TypeAlias = Literal["block", "drop_oldest"]
 
 _DEFAULT_BUFFER = 16
+
+
+class _Readers(AbstractAsyncContextManager[X]):
+    """The reader tasks of a fan-in or fan-out, in a task group as long as the block."""
+
+    _name = "fan-in"
+
+    def __init__(self) -> None:
+        self._tasks = OwnedTaskGroup()
+        self._entered = False
+
+    async def _start(self) -> TaskGroup:
+        if self._entered:
+            raise RuntimeError(f"this {self._name} has already been entered")
+        self._entered = True
+        return await self._tasks.enter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        try:
+            await self._tasks.exit(exc)
+        finally:
+            self._finish()
+        return None
+
+    def _finish(self) -> None:
+        """Once the readers are gone: hand over what they read."""
+        raise NotImplementedError
 
 
 def _put_back(src: MessageStream[Any], items: list[Any], error: Exception | None) -> None:
@@ -47,18 +83,6 @@ def _put_back(src: MessageStream[Any], items: list[Any], error: Exception | None
     # not duplicate it (nor let it overtake the items just handed back to it).
     if error is not None and src._exc is None and not isinstance(src, _BatchRoot):
         src._exc = error
-
-
-async def _stop(tg: TaskGroup | None) -> None:
-    """Cancel and wait for the readers of a task group entered in ``__aenter__``.
-
-    The block's own exception is not passed to the task group, so it comes out
-    as itself rather than wrapped in an exception group (the readers report
-    their errors in-band, and nothing but ``__aexit__`` cancels this scope).
-    """
-    assert tg is not None
-    tg.cancel_scope.cancel()
-    await tg.__aexit__(None, None, None)
 
 
 # --------------------------------------------------------------------------- merge
@@ -102,7 +126,7 @@ async def _merge_reader(
         while True:
             await slots.acquire()
             try:
-                items = await src._pull(_ALL)
+                items = await src._pull(ALL)
             except Exception as exc:
                 exc.add_note(f"raised by merged source {key!r}")
                 send.send_nowait((key, exc))
@@ -116,11 +140,13 @@ async def _merge_reader(
             send.send_nowait((key, items))
 
 
-class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
+class _Merge(_Readers[MessageStream[tuple[K, T]]]):
+    _name = "merge"
+
     def __init__(self, sources: list[tuple[K, MessageStream[T]]], buffer_size: int) -> None:
+        super().__init__()
         self._sources = sources
         self._buffer_size = buffer_size
-        self._tg: TaskGroup | None = None
         self._stream: _Merged[K, T] | None = None
         self._recv: MemoryObjectReceiveStream[_Entry] | None = None
         # Closed by each reader when it ends, and again here in case a reader
@@ -128,14 +154,11 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
         self._sends: list[MemoryObjectSendStream[_Entry]] = []
 
     async def __aenter__(self) -> MessageStream[tuple[K, T]]:
-        if self._tg is not None:
-            raise RuntimeError("this merge has already been entered")
+        tg = await self._start()
         send, recv = anyio.create_memory_object_stream[_Entry](math.inf)
         slots = anyio.Semaphore(self._buffer_size)
         self._recv = recv
         self._stream = _Merged(recv, slots)
-        self._tg = tg = anyio.create_task_group()
-        await tg.__aenter__()
         with send:
             for key, src in self._sources:
                 clone = send.clone()
@@ -143,22 +166,10 @@ class _Merge(AbstractAsyncContextManager[MessageStream[tuple[K, T]]]):
                 tg.start_soon(_merge_reader, key, src, clone, slots)
         return self._stream
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        try:
-            await _stop(self._tg)
-        finally:
-            for send in self._sends:
-                send.close()
-            self._salvage()
-        return None
-
-    def _salvage(self) -> None:
+    def _finish(self) -> None:
         """Hand every item read but not consumed back to the stream it came from."""
+        for send in self._sends:
+            send.close()
         stream, recv = self._stream, self._recv
         assert stream is not None
         assert recv is not None
@@ -252,10 +263,9 @@ def merge(
         raise ValueError("pass sources either by position or by name, not both")
     if not sources and not named:
         raise ValueError("merge needs at least one source")
-    if buffer_size < 1:
-        raise ValueError("buffer_size must be >= 1")
+    check_minimum("buffer_size", buffer_size, 1)
     keyed: list[tuple[Any, Any]] = list(enumerate(sources)) if sources else list(named.items())
-    return _Merge([(key, _as_stream(src)) for key, src in keyed], buffer_size)
+    return _Merge([(key, as_stream(src)) for key, src in keyed], buffer_size)
 
 
 # --------------------------------------------------------------------------- broadcast
@@ -370,7 +380,7 @@ async def _broadcast_reader(
                     if consumer._slots is not None:
                         await consumer._slots.acquire()
                         held.append(consumer._slots)
-                items = await src._pull(_ALL)
+                items = await src._pull(ALL)
             except BaseException:
                 for slots in held:
                     slots.release()
@@ -392,33 +402,23 @@ async def _broadcast_reader(
             consumer._send.close()
 
 
-class _Broadcast(AbstractAsyncContextManager[tuple[BroadcastStream[T], ...]]):
+class _Broadcast(_Readers[tuple[BroadcastStream[T], ...]]):
+    _name = "broadcast"
+
     def __init__(self, src: MessageStream[T], n: int, buffer_size: int, policy: BroadcastPolicy):
+        super().__init__()
         self._src = src
         self._consumers = tuple(BroadcastStream[T](i, buffer_size, policy) for i in range(n))
         self._buffer_size = buffer_size
-        self._tg: TaskGroup | None = None
 
     async def __aenter__(self) -> tuple[BroadcastStream[T], ...]:
-        if self._tg is not None:
-            raise RuntimeError("this broadcast has already been entered")
-        self._tg = tg = anyio.create_task_group()
-        await tg.__aenter__()
+        tg = await self._start()
         tg.start_soon(_broadcast_reader, self._src, self._consumers, self._buffer_size)
         return self._consumers
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        try:
-            await _stop(self._tg)
-        finally:
-            for consumer in self._consumers:
-                consumer._finish()
-        return None
+    def _finish(self) -> None:
+        for consumer in self._consumers:
+            consumer._finish()
 
 
 def broadcast(
@@ -467,10 +467,7 @@ def broadcast(
     Raises:
         ValueError: ``n`` or ``buffer_size`` below 1, or an unknown policy.
     """
-    if n < 1:
-        raise ValueError("n must be >= 1")
-    if buffer_size < 1:
-        raise ValueError("buffer_size must be >= 1")
-    if policy not in ("block", "drop_oldest"):
-        raise ValueError(f"policy must be 'block' or 'drop_oldest', not {policy!r}")
-    return _Broadcast(_as_stream(source), n, buffer_size, policy)
+    check_minimum("n", n, 1)
+    check_minimum("buffer_size", buffer_size, 1)
+    check_choice("policy", policy, ("block", "drop_oldest"))
+    return _Broadcast(as_stream(source), n, buffer_size, policy)
