@@ -18,9 +18,9 @@ from wsproto.utilities import LocalProtocolError
 from ._codec import decode_json, encode_json, encode_json_text
 from ._engine import NORMAL_CLOSE_CODES
 from ._exceptions import WebSocketInvalidTypeReceived
+from ._operators import TypedStreams
 from ._options import SessionOptions
 from ._session_core import SessionCore, SessionStatistics
-from ._stream import TypedStreams
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
