@@ -32,6 +32,7 @@ from ._connect import aconnect_ws
 from ._policy import WebsocketAction, WebsocketCause, WebsocketPolicy
 from ._session import AsyncWebSocketSession
 from ._spawn import spawn_detached
+from ._taskgroup import OwnedTaskGroup
 
 __all__ = ["ConnectAborted", "Held", "SessionHolder", "TaskHost"]
 
@@ -54,6 +55,7 @@ class TaskHost:
         #: The task group, while one is open.
         self.group: anyio.abc.TaskGroup | None = None
         self._done: anyio.Event | None = None  # set when a detached group ended
+        self._owned = OwnedTaskGroup()  # the group of enter() and exit()
 
     @property
     def detached(self) -> bool:
@@ -64,9 +66,7 @@ class TaskHost:
         """Open the group in the current task (an ``async with`` block's ``__aenter__``)."""
         if self.group is not None:
             raise RuntimeError("already entered")
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self.group = group
+        self.group = await self._owned.enter()
 
     async def exit(
         self,
@@ -77,17 +77,10 @@ class TaskHost:
         """Cancel what is left in the group opened by :meth:`enter` and exit it.
 
         An exception raised in the ``async with`` body comes out as itself, not
-        wrapped in an exception group: the group is told only about a
-        cancellation (which anyio must see) or a ``KeyboardInterrupt``.
+        wrapped in an exception group (see :class:`~streams._taskgroup.OwnedTaskGroup`).
         """
-        group = self.group
-        assert group is not None, "not entered"
         self.group = None
-        group.cancel_scope.cancel()
-        if isinstance(exc_val, Exception):
-            await group.__aexit__(None, None, None)
-        else:
-            await group.__aexit__(exc_type, exc_val, exc_tb)
+        await self._owned.exit(exc_val)
 
     async def detach(self) -> None:
         """Open a group owned by a new task outside the caller's cancel scopes, unless one is open.

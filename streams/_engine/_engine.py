@@ -25,6 +25,7 @@ from wsproto.frame_protocol import CloseReason
 
 from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetworkError
 from .._options import SessionOptions
+from .._taskgroup import OwnedTaskGroup
 from .._types import Message
 from ..protocol import ClientProtocol, CloseState
 from ._inbox import Inbox
@@ -75,6 +76,7 @@ class Engine:
         self.ping_rtt: float | None = None
         # Pings waiting for their pong, oldest first: payload -> (waiters, sent at).
         self._pings: dict[bytes, tuple[list[anyio.Event], float]] = {}
+        self._tasks = OwnedTaskGroup()
         self._task_group: anyio.abc.TaskGroup | None = None
         self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
             options.queue_size
@@ -90,9 +92,7 @@ class Engine:
 
     async def start(self) -> None:
         """Start the reader, the flusher, the keepalive (and the writer if wanted)."""
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
+        task_group = self._task_group = await self._tasks.enter()
         if self.io.set_on_data is not None:
             self.io.set_on_data(self.reader.on_data)
         task_group.start_soon(self.reader.run, name="streams reader")
@@ -131,8 +131,7 @@ class Engine:
         The block's own exception is not handed to the task group, which
         would wrap it in an exception group: it propagates as itself.
         """
-        task_group = self._task_group
-        assert task_group is not None, "the session was not entered"
+        assert self._task_group is not None, "the session was not entered"
         cancelled = isinstance(exc_val, anyio.get_cancelled_exc_class())
         try:
             with anyio.CancelScope(shield=True):
@@ -147,9 +146,10 @@ class Engine:
                     if data:
                         self.outbox.queue(data)
         finally:
-            task_group.cancel_scope.cancel()
             try:
-                await task_group.__aexit__(None, None, None)
+                # Cancelled or not, the tasks are stopped and the group exits
+                # cleanly: the caller's own exception goes on as itself.
+                await self._tasks.exit(None)
             finally:
                 self._task_group = None
                 self.outbox.done = True
