@@ -264,9 +264,14 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         # written, so that a failing network raises here.
         await self.flush()
 
-    async def send_text(self, data: str) -> None:
+    async def send_text(self, data: str, *, compress: bool = True) -> None:
         """Send a text message.
 
+        Args:
+            data: the text.
+            compress: ``False`` sends it uncompressed even when permessage-deflate
+                was agreed: for small or already-compressed payloads.
+
         Returns once the frame is queued for the network, after every frame
         sent before it; waits while more than 64 KiB are queued.
 
@@ -279,12 +284,17 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         """
         engine = self._engine or self._build()
         engine.check_can_send()
-        engine.send_message(data)
+        engine.send_message(data, compress)
         await engine.wait_for_room()
 
-    async def send_bytes(self, data: builtins.bytes) -> None:
+    async def send_bytes(self, data: builtins.bytes, *, compress: bool = True) -> None:
         """Send a binary message.
 
+        Args:
+            data: the bytes.
+            compress: ``False`` sends it uncompressed even when permessage-deflate
+                was agreed: for small or already-compressed payloads.
+
         Returns once the frame is queued for the network, after every frame
         sent before it; waits while more than 64 KiB are queued.
 
@@ -297,16 +307,18 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         """
         engine = self._engine or self._build()
         engine.check_can_send()
-        engine.send_message(data)
+        engine.send_message(data, compress)
         await engine.wait_for_room()
 
-    async def send_json(self, data: Any, mode: JSONMode = "text") -> None:
+    async def send_json(self, data: Any, mode: JSONMode = "text", *, compress: bool = True) -> None:
         """Send a value as JSON, encoded with msgspec.
 
         Args:
             data: anything msgspec encodes: dicts, lists, msgspec Structs,
                 dataclasses, datetimes...
             mode: ``"text"`` sends a text frame, ``"binary"`` a binary one.
+            compress: ``False`` sends it uncompressed even when permessage-deflate
+                was agreed.
 
         Raises:
             TypeError: msgspec cannot encode ``data``.
@@ -317,9 +329,9 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         the call is cancelled while waiting for room.
         """
         if mode == "text":
-            await self.send_text(encode_json_text(data))
+            await self.send_text(encode_json_text(data), compress=compress)
         elif mode == "binary":
-            await self.send_bytes(encode_json(data))
+            await self.send_bytes(encode_json(data), compress=compress)
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
 

@@ -216,13 +216,13 @@ class Engine:
 
     # --------------------------------------------------------------- sending
 
-    def send_message(self, message: Message) -> None:
+    def send_message(self, message: Message, compress: bool = True) -> None:
         """Queue a text or binary message (the caller checked it may send)."""
         protocol = self.protocol
         if isinstance(message, str):
-            self.outbox.queue(protocol.send_text(message))
+            self.outbox.queue(protocol.send_text(message, compress))
         else:
-            self.outbox.queue(protocol.send_bytes(message))
+            self.outbox.queue(protocol.send_bytes(message, compress))
         self.messages_out += 1
 
     async def wait_for_room(self) -> None:

@@ -165,6 +165,12 @@ class ClientProtocol:
         # Whole messages are framed here unless an extension transforms them
         # or a fragmented message is being sent through wsproto.
         self._fast_send = not self._compressed
+        # A fragmented message is being sent through wsproto.
+        self._sending_fragments = False
+        # Compressed messages shorter than this go uncompressed (DeflateOptions.min_size).
+        self._min_compress = max(
+            (getattr(ext, "min_size", 0) for ext in extensions if ext.enabled()), default=0
+        )
         # Masking keys come from a block of OS randomness, 4 bytes at a time.
         self._key_pool = b""
         self._key_index = 0
@@ -563,30 +569,58 @@ class ClientProtocol:
         """Whether data frames may still be sent (no Close frame was sent)."""
         return self._conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING)
 
-    def send_text(self, data: str) -> bytes:
+    def send_text(self, data: str, compress: bool = True) -> bytes:
         """Return the frame of a text message.
+
+        Args:
+            data: the text.
+            compress: ``False`` sends it uncompressed even when permessage-deflate
+                was agreed (as does a message below ``DeflateOptions.min_size``).
 
         Raises:
             wsproto.utilities.LocalProtocolError: a Close frame was already sent.
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x81, data.encode())
+        if self._plain(compress, len(data)):
+            payload = data.encode()
+            if not compress or len(payload) < self._min_compress:
+                return self._frame(0x81, payload)
         frame = bytes(self._conn.send(TextMessage(data=data)))
         # This finished any fragmented message: whole messages may be framed here again.
         self._fast_send = not self._compressed
         return frame
 
-    def send_bytes(self, data: bytes) -> bytes:
+    def send_bytes(self, data: bytes, compress: bool = True) -> bytes:
         """Return the frame of a binary message.
+
+        Args:
+            data: the bytes.
+            compress: ``False`` sends them uncompressed even when permessage-deflate
+                was agreed (as does a message below ``DeflateOptions.min_size``).
 
         Raises:
             wsproto.utilities.LocalProtocolError: a Close frame was already sent.
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x82, data)
+        if self._plain(compress, len(data)):
+            return self._frame(0x82, data)
         frame = bytes(self._conn.send(BytesMessage(data=data)))
         self._fast_send = not self._compressed
         return frame
+
+    def _plain(self, compress: bool, size: int) -> bool:
+        """Whether a whole message of ``size`` (characters for text) may skip compression.
+
+        RFC 7692 compresses per message: one with RSV1 clear is sent as it is.
+        For text, ``size`` counts characters, a lower bound of its UTF-8 bytes.
+        """
+        return (
+            (not compress or size < self._min_compress)
+            and not self._sending_fragments
+            and self._conn.state is ConnectionState.OPEN
+        )
 
     def _frame(self, first: int, payload: bytes) -> bytes:
         """Build one masked, final frame, as wsproto would (RFC 6455, section 5.2)."""
@@ -616,6 +650,7 @@ class ClientProtocol:
         data = bytes(self._conn.send(event))
         if isinstance(event, Message):
             # A fragmented message in progress must be finished through wsproto.
+            self._sending_fragments = not event.message_finished
             self._fast_send = not self._compressed and event.message_finished
         return data
 

@@ -64,9 +64,20 @@ class DeflateOptions:
             compression, no memory kept between messages).
         server_no_context_takeover: ask the server to compress every message
             on its own; a server that does not agree declines compression.
+        compression_level: zlib's level for what the client sends, 0 (none)
+            to 9 (smallest, slowest); -1, the default, is zlib's 6.
+        memory_level: zlib's memory level for the client's compressor, 1 to 9
+            (default 8). The compressor keeps ``2 ** (window_bits + 2) +
+            2 ** (memory_level + 9)`` bytes per session: 256 KiB at the
+            defaults, 2 KiB + 1 KiB with ``client_max_window_bits=9,
+            memory_level=1``; the inflater keeps ``2 ** window_bits`` (32 KiB
+            at 15 bits) plus about 7 KiB.
+        min_size: messages shorter than this many bytes (UTF-8 bytes for text)
+            are sent uncompressed: compressing a few bytes costs more than it
+            saves. 0, the default, compresses every message.
 
     Raises:
-        ValueError: a window size out of range.
+        ValueError: a window size, level or size out of range.
     """
 
     enabled: bool = True
@@ -74,6 +85,9 @@ class DeflateOptions:
     server_max_window_bits: int | None = None
     client_no_context_takeover: bool = False
     server_no_context_takeover: bool = False
+    compression_level: int = -1
+    memory_level: int = 8
+    min_size: int = 0
 
     def __post_init__(self) -> None:
         bits = self.client_max_window_bits
@@ -86,6 +100,16 @@ class DeflateOptions:
         bits = self.server_max_window_bits
         if bits is not None and (isinstance(bits, bool) or not 8 <= bits <= 15):
             raise ValueError(f"server_max_window_bits must be None or 8 to 15, not {bits!r}")
+        for name, low, high in (("compression_level", -1, 9), ("memory_level", 1, 9)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an int from {low} to {high}, not {value!r}")
+        if (
+            isinstance(self.min_size, bool)
+            or not isinstance(self.min_size, int)
+            or self.min_size < 0
+        ):
+            raise ValueError(f"min_size must be an int of 0 or more, not {self.min_size!r}")
 
 
 def offer_header(options: DeflateOptions) -> str:
@@ -238,6 +262,9 @@ def accept_response(
         client_max_window_bits=client_bits,
         server_no_context_takeover=server_no_context_takeover,
         server_max_window_bits=server_bits,
+        compression_level=options.compression_level,
+        memory_level=options.memory_level,
+        min_size=options.min_size,
     )
 
 
@@ -265,6 +292,10 @@ class LimitedPerMessageDeflate(PerMessageDeflate):
         client_max_window_bits: the client's compression window (9 to 15 bits).
         server_no_context_takeover: the server compresses each message on its own.
         server_max_window_bits: the server's compression window (8 to 15 bits).
+        compression_level: zlib's level for compressing (-1 is zlib's default).
+        memory_level: zlib's memory level for compressing.
+        min_size: messages shorter than this are sent uncompressed (by the
+            protocol core, which reads it here).
     """
 
     def __init__(
@@ -275,6 +306,9 @@ class LimitedPerMessageDeflate(PerMessageDeflate):
         client_max_window_bits: int | None = None,
         server_no_context_takeover: bool = False,
         server_max_window_bits: int | None = None,
+        compression_level: int = -1,
+        memory_level: int = 8,
+        min_size: int = 0,
     ) -> None:
         if max_message_size is not None and max_message_size < 0:
             raise ValueError(f"max_message_size must be >= 0, not {max_message_size}")
@@ -288,6 +322,9 @@ class LimitedPerMessageDeflate(PerMessageDeflate):
             server_max_window_bits=server_max_window_bits,
         )
         self.max_message_size = max_message_size
+        self.compression_level = compression_level
+        self.memory_level = memory_level
+        self.min_size = min_size
         # The inflater (kept between messages with context takeover).
         self._inflater: _Decompress | None = None
         # Whether the frame being read is a data frame (not a control frame).
@@ -301,6 +338,27 @@ class LimitedPerMessageDeflate(PerMessageDeflate):
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}; max_message_size={self.max_message_size}>"
+
+    def frame_outbound(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        # wsproto compresses, with a compressor made on demand at zlib's
+        # defaults: make it here first with the levels asked for.
+        if (
+            self._compressor is None
+            and self._compressible_opcode(opcode)
+            and opcode is not Opcode.CONTINUATION
+        ):
+            bits = self.client_max_window_bits if proto.client else self.server_max_window_bits
+            self._compressor = zlib.compressobj(
+                self.compression_level, zlib.DEFLATED, -int(bits), self.memory_level
+            )
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
 
     def _inflater_bits(self, proto: FrameDecoder | FrameProtocol) -> int:
         return self.server_max_window_bits if proto.client else self.client_max_window_bits
