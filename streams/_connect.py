@@ -81,6 +81,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         overflow: what to do when ``queue_size`` messages wait (see :func:`aconnect_ws`).
         lag_timeout: with ``overflow="disconnect"``, how long the queue may stay full.
         stale_after: how long without a data message before the session fails.
+        send_rate: messages per second, or ``(rate, burst)``.
+        send_rate_counts_pings: whether pings wait for the send rate too.
     """
 
     def __init__(
@@ -97,6 +99,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         overflow: Overflow = "block",
         lag_timeout: float | None = None,
         stale_after: float | None = None,
+        send_rate: float | tuple[float, int] | None = None,
+        send_rate_counts_pings: bool = False,
     ) -> None:
         self.client = client
         self.session_class = session_class
@@ -110,6 +114,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
             overflow=overflow,
             lag_timeout=lag_timeout,
             stale_after=stale_after,
+            send_rate=send_rate,
+            send_rate_counts_pings=send_rate_counts_pings,
         )
 
     @classmethod
@@ -224,6 +230,8 @@ def aconnect_ws(
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
     stale_after: float | None = None,
+    send_rate: float | tuple[float, int] | None = None,
+    send_rate_counts_pings: bool = False,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]: ...
 
@@ -244,6 +252,8 @@ def aconnect_ws(
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
     stale_after: float | None = None,
+    send_rate: float | tuple[float, int] | None = None,
+    send_rate_counts_pings: bool = False,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncSession]: ...
 
@@ -263,6 +273,8 @@ def aconnect_ws(
     overflow: Overflow = "block",
     lag_timeout: float | None = None,
     stale_after: float | None = None,
+    send_rate: float | tuple[float, int] | None = None,
+    send_rate_counts_pings: bool = False,
     **kwargs: Any,
 ) -> contextlib.AbstractAsyncContextManager[AsyncWebSocketSession]:
     """Open an async WebSocket session.
@@ -311,6 +323,13 @@ def aconnect_ws(
             (pings and pongs do not count, nor time when messages wait for the
             consumer) before the session closes with 1011 and raises
             :class:`~streams.WebSocketStaleError`; ``None`` (the default) never.
+        send_rate: a limit on sent messages, for servers that disconnect
+            clients sending too fast: messages per second, or ``(rate, burst)``
+            (``burst`` messages may go at once after a quiet time; 1 with a
+            plain rate). Sends wait for their turn, in order, and are never
+            dropped; pongs and the Close never wait. ``None``: no limit.
+        send_rate_counts_pings: whether pings (keepalive's too) wait for the
+            send rate as well. Defaults to False.
         **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
             ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
 
@@ -333,6 +352,8 @@ def aconnect_ws(
         overflow=overflow,
         lag_timeout=lag_timeout,
         stale_after=stale_after,
+        send_rate=send_rate,
+        send_rate_counts_pings=send_rate_counts_pings,
     )
     return _aconnect(
         url, client, subprotocols, options, session_class or AsyncWebSocketSession, kwargs

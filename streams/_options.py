@@ -58,6 +58,9 @@ class SessionOptions:
             full (``None``: 5 seconds).
         stale_after: how long the session may read no data message before it
             fails with :class:`~streams.WebSocketStaleError`; ``None`` never.
+        send_rate: messages per second, or ``(rate, burst)``; sends wait for
+            their turn. ``None``: no limit.
+        send_rate_counts_pings: whether pings wait for a turn too.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -73,6 +76,17 @@ class SessionOptions:
     overflow: Overflow = "block"
     lag_timeout: float | None = None
     stale_after: float | None = None
+    send_rate: float | tuple[float, int] | None = None
+    send_rate_counts_pings: bool = False
+
+    @property
+    def rate_limit(self) -> tuple[float, int] | None:
+        """``(rate, burst)`` of ``send_rate``, or ``None``."""
+        if self.send_rate is None:
+            return None
+        if isinstance(self.send_rate, tuple):
+            return self.send_rate
+        return (self.send_rate, 1)
 
     @property
     def lag(self) -> float:
@@ -99,6 +113,21 @@ class SessionOptions:
             )
         _check_seconds("lag_timeout", self.lag_timeout)
         _check_seconds("stale_after", self.stale_after)
+        limit = self.send_rate
+        if limit is not None:
+            rate, burst = limit if isinstance(limit, tuple) else (limit, 1)
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not rate > 0
+                or isinstance(burst, bool)
+                or not isinstance(burst, int)
+                or burst < 1
+            ):
+                raise ValueError(
+                    "send_rate must be messages per second (more than 0) or (rate, burst)"
+                    f" with an int burst of at least 1, not {limit!r}"
+                )
         if self.lag_timeout is not None and self.overflow != "disconnect":
             raise ValueError(
                 f"lag_timeout applies only with overflow='disconnect', not {self.overflow!r}"

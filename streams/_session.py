@@ -279,10 +279,13 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
 
-        Cancelling is safe: the message is queued before any wait, so it is sent even if
-        the call is cancelled while waiting for room.
+        Cancelling is safe: the message is queued before any wait for room, so it
+        is sent even if the call is cancelled while waiting for room; with
+        ``send_rate``, a call cancelled while waiting for its turn sends nothing.
         """
         engine = self._engine or self._build()
+        if engine.rate is not None:
+            await engine.rate.take()
         engine.check_can_send()
         engine.send_message(data, compress)
         await engine.wait_for_room()
@@ -302,10 +305,13 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
 
-        Cancelling is safe: the message is queued before any wait, so it is sent even if
-        the call is cancelled while waiting for room.
+        Cancelling is safe: the message is queued before any wait for room, so it
+        is sent even if the call is cancelled while waiting for room; with
+        ``send_rate``, a call cancelled while waiting for its turn sends nothing.
         """
         engine = self._engine or self._build()
+        if engine.rate is not None:
+            await engine.rate.take()
         engine.check_can_send()
         engine.send_message(data, compress)
         await engine.wait_for_room()

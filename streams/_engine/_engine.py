@@ -32,6 +32,7 @@ from ._inbox import Inbox
 from ._io import ByteIO
 from ._keepalive import run_keepalive
 from ._outbox import HIGH_WATER, Outbox
+from ._rate import TokenBucket
 from ._reader import READ_SIZE, Reader
 from ._stale import run_stale_watch
 
@@ -82,6 +83,9 @@ class Engine:
             options.queue_size
         )
         self._writer_wanted = False
+        limit = options.rate_limit
+        #: The send rate limit, if any (pongs and the Close never wait for it).
+        self.rate: TokenBucket | None = TokenBucket(*limit) if limit else None
 
     # ------------------------------------------------------------- life cycle
 
@@ -225,6 +229,11 @@ class Engine:
             self.outbox.queue(protocol.send_bytes(message, compress))
         self.messages_out += 1
 
+    async def wait_turn(self) -> None:
+        """Wait for the send rate limit's turn, if there is one."""
+        if self.rate is not None:
+            await self.rate.take()
+
     async def wait_for_room(self) -> None:
         """Wait while more than ``HIGH_WATER`` bytes are queued."""
         if self.outbox.size > HIGH_WATER:
@@ -241,6 +250,7 @@ class Engine:
                     break
                 try:
                     while True:
+                        await self.wait_turn()
                         self.check_can_send()
                         self.send_message(message)
                         message = source.receive_nowait()
@@ -258,6 +268,8 @@ class Engine:
         """Queue a Ping; return an event set by its pong (or a later one), or at the close."""
         if not payload:
             payload = secrets.token_bytes(8)
+        if self.options.send_rate_counts_pings:
+            await self.wait_turn()
         self.check_can_send()
         frame = self.protocol.send_ping(payload)
         event = anyio.Event()
