@@ -5,8 +5,8 @@ requests go through it unchanged) plus the server side of WebSocket: an
 upgrade request starts the app in a task of its own, and the ``101`` response
 carries an :class:`ASGIWebSocketAsyncNetworkStream` as its ``network_stream``
 extension. That stream speaks real WebSocket frames (parsed and produced by
-wsproto), so the client under test runs exactly the code it runs against a
-server::
+:class:`~streams.protocol.ServerProtocol`), so the client under test runs
+exactly the code it runs against a server::
 
     transport = ASGIWebSocketTransport(app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
@@ -64,10 +64,9 @@ import anyio.abc
 import anyio.lowlevel
 import httpcore
 import httpx
-import wsproto
-import wsproto.events
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.utilities import RemoteProtocolError, generate_accept_token
+
+from .protocol import Close, ServerProtocol, UnknownEvent, check_upgrade_request
+from .protocol._handshake import accept_key
 
 __all__ = [
     "ASGIApp",
@@ -141,7 +140,7 @@ class UnhandledWebSocketEvent(ASGIWebSocketTransportError):
         event: the wsproto event.
     """
 
-    def __init__(self, event: wsproto.events.Event) -> None:
+    def __init__(self, event: Any) -> None:
         self.event = event
         super().__init__(f"unhandled WebSocket event: {event!r}")
 
@@ -160,13 +159,13 @@ class _AppState(enum.Enum):
 class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
     """The client's end of one WebSocket connection to an ASGI app, as a network stream.
 
-    What the client writes is parsed as WebSocket frames (the server side of
-    wsproto) and handed to the app as ASGI events; what the app sends comes
-    back as frames from :meth:`read`. It behaves like httpcore's socket
-    streams: :meth:`read` returns ``b""`` once the server side has closed,
-    raises :class:`httpcore.ReadTimeout` on timeout, and :meth:`read` or
-    :meth:`write` after :meth:`aclose` raise :class:`httpcore.ReadError` or
-    :class:`httpcore.WriteError`.
+    What the client writes is parsed as WebSocket frames
+    (:class:`~streams.protocol.ServerProtocol`) and handed to the app as ASGI
+    events; what the app sends comes back as frames from :meth:`read`. It
+    behaves like httpcore's socket streams: :meth:`read` returns ``b""`` once
+    the server side has closed, raises :class:`httpcore.ReadTimeout` on
+    timeout, and :meth:`read` or :meth:`write` after :meth:`aclose` raise
+    :class:`httpcore.ReadError` or :class:`httpcore.WriteError`.
 
     :class:`ASGIWebSocketTransport` makes one per upgrade request and gives it
     to the client in the ``101`` response; there is seldom a reason to make
@@ -206,14 +205,13 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
         self._timeout = initial_receive_timeout
         self._raise_app_exceptions = raise_app_exceptions
         self._on_finished = on_finished
-        self._protocol = Connection(ConnectionType.SERVER)
+        self._protocol = ServerProtocol()
         self._state = _AppState.CONNECTING
         # Client -> app: ASGI events. App -> client: bytes of frames. Unbounded,
         # like the buffers of a socket pair, so neither side ever waits on the other.
         self._to_app, self._app_inbox = anyio.create_memory_object_stream[Message](math.inf)
         self._outbox, self._from_app = anyio.create_memory_object_stream[bytes](math.inf)
         self._read_buffer = b""
-        self._fragments: list[Any] = []
         self._app_scope = anyio.CancelScope()
         self._app_done = anyio.Event()
         self._handshake_done = anyio.Event()
@@ -289,7 +287,7 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
         headers = [
             (b"upgrade", b"websocket"),
             (b"connection", b"upgrade"),
-            (b"sec-websocket-accept", generate_accept_token(key)),
+            (b"sec-websocket-accept", accept_key(key.decode("latin-1")).encode()),
         ]
         subprotocol = message.get("subprotocol")
         if subprotocol is not None:
@@ -348,12 +346,11 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
             return
         if state is _AppState.ACCEPTED:
             self._state = _AppState.CLOSED
-            if self._protocol.state is ConnectionState.OPEN and not self._client_gone:
+            if self._protocol.open and not self._client_gone:
                 if failure is None:
-                    close = wsproto.events.CloseConnection(code=1000)
+                    self._emit(self._protocol.send_close(1000))
                 else:
-                    close = wsproto.events.CloseConnection(_INTERNAL_ERROR, str(failure))
-                self._emit(self._protocol.send(close))
+                    self._emit(self._protocol.send_close(_INTERNAL_ERROR, str(failure)))
 
     async def _receive(self) -> Message:
         try:
@@ -403,7 +400,7 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
                 code = message.get("code") or 1000
                 reason = message.get("reason") or ""
                 self._state = _AppState.CLOSED
-                self._emit(self._protocol.send(wsproto.events.CloseConnection(code, reason)))
+                self._emit(self._protocol.send_close(code, reason))
                 self._disconnect(code, reason)
             else:
                 raise UnhandledASGIMessageType(
@@ -414,14 +411,12 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
 
     def _send_message(self, message: Message) -> None:
         data = message.get("bytes")
-        event: wsproto.events.Event
         if data is not None:
-            event = wsproto.events.BytesMessage(data=bytes(data))
+            self._emit(self._protocol.send_bytes(bytes(data)))
         elif (text := message.get("text")) is not None:
-            event = wsproto.events.TextMessage(data=str(text))
+            self._emit(self._protocol.send_text(str(text)))
         else:
             raise UnhandledASGIMessageType(message, "'websocket.send' needs 'bytes' or 'text'")
-        self._emit(self._protocol.send(event))
 
     def _disconnect(self, code: int, reason: str = "") -> None:
         """Tell the app the connection is over (once), then nothing more."""
@@ -529,47 +524,26 @@ class ASGIWebSocketAsyncNetworkStream(httpcore.AsyncNetworkStream):
         await anyio.lowlevel.checkpoint()
         if self._closed:
             raise httpcore.WriteError("the WebSocket stream is closed")
-        if self._client_gone or self._protocol.state is ConnectionState.CLOSED:
+        if self._client_gone or self._protocol.closed:
             return
-        self._protocol.receive_data(buffer)
-        for event in self._protocol.events():
-            if isinstance(event, wsproto.events.CloseConnection):
-                self._on_close_frame(event)
-                break
-            self._on_event(event)
-
-    def _on_event(self, event: wsproto.events.Event) -> None:
-        if isinstance(event, wsproto.events.TextMessage | wsproto.events.BytesMessage):
-            self._fragments.append(event.data)
-            if not event.message_finished:
-                return
-            if isinstance(event, wsproto.events.TextMessage):
-                message: Message = {"type": "websocket.receive", "text": "".join(self._fragments)}
+        try:
+            events = self._protocol.receive_data(buffer)
+        except UnknownEvent as exc:
+            raise UnhandledWebSocketEvent(exc.event) from None
+        owed = self._protocol.data_to_send()  # pongs, the answer to a Close frame
+        for event in events:
+            if isinstance(event, Close):
+                self._emit(owed)
+                owed = b""
+                # After the app's own Close, the client's answers it: the app
+                # already got its own code.
+                self._disconnect(event.code, event.reason)
+                self._end_of_stream()
+            elif isinstance(event, str):
+                self._deliver({"type": "websocket.receive", "text": event})
             else:
-                message = {"type": "websocket.receive", "bytes": b"".join(self._fragments)}
-            self._fragments = []
-            self._deliver(message)
-        elif isinstance(event, wsproto.events.Ping):
-            if self._protocol.state is ConnectionState.OPEN:
-                self._emit(self._protocol.send(event.response()))
-        elif isinstance(event, wsproto.events.Pong):
-            pass  # the transport never pings: an unsolicited pong is allowed and ignored
-        else:
-            raise UnhandledWebSocketEvent(event)
-
-    def _on_close_frame(self, event: wsproto.events.CloseConnection) -> None:
-        state = self._protocol.state
-        if state is ConnectionState.REMOTE_CLOSING:
-            # The client starts the closing handshake: answer, and it is over.
-            self._emit(self._protocol.send(event.response()))
-        elif state is ConnectionState.OPEN:
-            # wsproto reports an invalid frame as a CloseConnection and stays
-            # open: fail the connection with that code, as a server does.
-            close = wsproto.events.CloseConnection(event.code, event.reason)
-            self._emit(self._protocol.send(close))
-        # else CLOSED: the client answered the app's Close.
-        self._disconnect(event.code, event.reason or "")
-        self._end_of_stream()
+                self._deliver({"type": "websocket.receive", "bytes": event})
+        self._emit(owed)
 
     # ------------------------------------------------------------------- closing
 
@@ -805,15 +779,11 @@ def _is_websocket_request(request: httpx.Request) -> bool:
 
 def _check_upgrade_request(request: httpx.Request) -> httpx.Response | None:
     """Return the error response to an invalid upgrade request, ``None`` for a valid one."""
-    handshake = wsproto.WSConnection(ConnectionType.SERVER)
-    try:
-        handshake.initiate_upgrade_connection(list(request.headers.raw), request.url.raw_path)
-    except RemoteProtocolError as exc:
-        hint = exc.event_hint
-        status = 400
-        headers = [_TEXT_PLAIN]
-        if isinstance(hint, wsproto.events.RejectConnection):
-            status = hint.status_code
-            headers += [(bytes(k), bytes(v)) for k, v in hint.headers]
-        return httpx.Response(status, headers=headers, content=str(exc).encode())
-    return None
+    refusal = check_upgrade_request(list(request.headers.raw), request.url.raw_path)
+    if refusal is None:
+        return None
+    return httpx.Response(
+        refusal.status_code,
+        headers=[_TEXT_PLAIN, *refusal.headers],
+        content=refusal.reason.encode(),
+    )
