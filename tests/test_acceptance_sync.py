@@ -74,9 +74,7 @@ def test_receive_returns_wsproto_events(echo_url: str, client: httpx.Client) -> 
     assert binary.data == b"b"
 
 
-def test_receive_timeouts_raise_queue_empty(
-    echo_url: str, client: httpx.Client
-) -> None:
+def test_receive_timeouts_raise_queue_empty(echo_url: str, client: httpx.Client) -> None:
     with connect_ws(echo_url, client) as ws:
         for receive in (ws.receive, ws.receive_text, ws.receive_bytes, ws.receive_json):
             start = time.monotonic()
@@ -130,9 +128,7 @@ def test_ping_then_wait(echo_url: str, client: httpx.Client) -> None:
         assert tagged.is_set()
 
 
-def test_close_twice_then_every_call_raises_disconnect(
-    echo_url: str, client: httpx.Client
-) -> None:
+def test_close_twice_then_every_call_raises_disconnect(echo_url: str, client: httpx.Client) -> None:
     with connect_ws(echo_url, client) as ws:
         ws.close()
         ws.close()

@@ -40,6 +40,7 @@ from streams._sync import (
 from tests import servers, sync_peers
 from tests.peers import OP_TEXT, ScriptedPeer, scripted_server
 
+
 @contextlib.contextmanager
 def scripted(script: Any, **options: Any) -> Iterator[str]:
     """Run `scripted_server` in a thread of its own; yield its base URL."""
@@ -96,9 +97,7 @@ class TestRealServers:
         assert record.finished.wait(5)
         assert record.close_code == 1000
 
-    def test_server_close_with_an_error_code_raises_from_iteration(
-        self, server_url: str
-    ) -> None:
+    def test_server_close_with_an_error_code_raises_from_iteration(self, server_url: str) -> None:
         with (
             connect_ws(server_url + "/close?code=1011&reason=boom") as ws,
             pytest.raises(WebSocketDisconnect) as info,
@@ -109,9 +108,7 @@ class TestRealServers:
         assert info.value.reason == "boom"
 
     def test_subprotocol_is_negotiated(self, server_url: str) -> None:
-        with connect_ws(
-            server_url + "/subprotocols", subprotocols=["chat.v1", "other"]
-        ) as ws:
+        with connect_ws(server_url + "/subprotocols", subprotocols=["chat.v1", "other"]) as ws:
             assert ws.subprotocol == "chat.v1"
             assert ws.receive_text(timeout=5) == "chat.v1"
 
@@ -248,9 +245,7 @@ class TestLeaving:
         assert record.finished.wait(5)
         assert record.close_code == 1000  # the server got the client's close
 
-    def test_an_exception_inside_the_block_comes_out_as_itself(
-        self, echo_url: str
-    ) -> None:
+    def test_an_exception_inside_the_block_comes_out_as_itself(self, echo_url: str) -> None:
         url, record = recorded(echo_url, "")
         error = KeyError("mine")
         with pytest.raises(KeyError) as info, connect_ws(url):
@@ -277,9 +272,7 @@ class TestLeaving:
         assert time.monotonic() - started < 5
         assert sessions[0].closed
 
-    def test_a_websocket_error_inside_the_block_comes_out_as_itself(
-        self, server_url: str
-    ) -> None:
+    def test_a_websocket_error_inside_the_block_comes_out_as_itself(self, server_url: str) -> None:
         with (
             pytest.raises(WebSocketDisconnect) as info,
             connect_ws(server_url + "/close?code=4001&reason=bye") as ws,
@@ -322,9 +315,7 @@ class TestLeaving:
 
 
 class TestReceiving:
-    def test_timeout_is_both_queue_empty_and_timeout_error(
-        self, echo_url: str
-    ) -> None:
+    def test_timeout_is_both_queue_empty_and_timeout_error(self, echo_url: str) -> None:
         with connect_ws(echo_url) as ws:
             with pytest.raises(queue.Empty):
                 ws.receive_text(timeout=0.05)
@@ -522,9 +513,7 @@ class TestTypedStreams:
 
 
 class TestClientConfiguration:
-    def test_headers_cookies_auth_params_and_base_url_are_used(
-        self, server_url: str
-    ) -> None:
+    def test_headers_cookies_auth_params_and_base_url_are_used(self, server_url: str) -> None:
         with (
             httpx.Client(
                 base_url=server_url.replace("ws://", "http://"),
