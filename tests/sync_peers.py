@@ -68,15 +68,19 @@ def serve(sock: socket.socket, behaviour: Behaviour = echo) -> threading.Thread:
                 if not data:
                     return
                 out = b""
+                closing = False
                 for event in protocol.receive_data(data):
                     if isinstance(event, Close):
-                        out += protocol.data_to_send()
-                        sock.sendall(out)
-                        return  # the server closes TCP first
+                        closing = True  # the server closes TCP first
+                        break
                     out += behaviour(protocol, event)
                 out += protocol.data_to_send()
-                if out:
+                try:
                     sock.sendall(out)
+                except OSError:
+                    return  # the client has gone
+                if closing:
+                    return
 
     thread = threading.Thread(target=run, name="test peer", daemon=True)
     thread.start()

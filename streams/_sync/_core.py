@@ -218,8 +218,9 @@ class SyncConnection:
             if self._keepalive_interval is not None:
                 self._next_ping = time.monotonic() + self._keepalive_interval
         name = "streams"
-        if self.response is not None:
-            name = f"streams {self.response.request.url.host}"
+        request = getattr(self.response, "_request", None)
+        if request is not None:
+            name = f"streams {request.url.host}"
         thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread = thread
         thread.start()
