@@ -1,4 +1,4 @@
-"""The sync session: httpx-ws's blocking methods on :class:`~streams._sync._core.SyncConnection`."""
+"""The sync session: httpx-ws's blocking methods on :class:`~streams._sync._reader.SyncReader`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .._codec import decode_json, encode_json, encode_json_text, json_decoder
 from .._exceptions import WebSocketDecodeError
 from .._session import as_event, expect_bytes, expect_text
 from .._types import JSONMode, Message
-from ._core import SyncConnection
+from ._reader import SyncReader
 from ._stream import SyncJSONMode, SyncMessageStream
 
 __all__ = ["PongEvent", "WebSocketSession"]
@@ -54,7 +54,7 @@ class PongEvent:
         return f"<PongEvent set={self.is_set()}>"
 
 
-class WebSocketSession(SyncConnection):
+class WebSocketSession(SyncReader):
     """An open WebSocket session for threaded code: the methods of httpx-ws, blocking.
 
     Made by :func:`~streams.connect_ws` or :meth:`~streams.WebSocketClient.connect`;

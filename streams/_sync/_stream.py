@@ -13,7 +13,7 @@ from .._exceptions import WebSocketDecodeError, WebSocketInvalidTypeReceived
 from .._types import Message
 
 if TYPE_CHECKING:
-    from ._core import SyncConnection
+    from ._reader import SyncReader
 
 __all__ = ["SyncJSONMode", "SyncMessageStream"]
 
@@ -41,7 +41,7 @@ class SyncMessageStream(Generic[T_co]):
 
     def __init__(
         self,
-        session: SyncConnection,
+        session: SyncReader,
         kind: type | None,
         decode: Callable[[Any], T_co] | None,
         on_error: Callable[[WebSocketDecodeError], object] | None,
