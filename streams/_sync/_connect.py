@@ -15,7 +15,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import httpx
 
-from .._connect import DEFAULT_COMPRESSION, _restated, default_ssl_context, http_url
+from .._connect import DEFAULT_COMPRESSION, default_ssl_context
+from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
 from .._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -152,9 +153,10 @@ class WebSocketClient(Generic[SyncSession]):
             )
             headers = httpx.Headers(kwargs.pop("headers", None))
             headers.update(handshake.request_headers())
-            target = http_url(url)
+            target = http_url(url, client)
+            check_request_keywords("connect_ws", client, kwargs)
             logger.debug("connecting to %s", target)
-            with _restated():
+            with restated(target):
                 response = stack.enter_context(
                     client.stream("GET", target, headers=headers, **kwargs)
                 )
