@@ -1,9 +1,10 @@
 """httpx-ws 0.9's own tests/test_api.py, with ``httpx_ws`` replaced by ``streams``.
 
-Ported as written, with two mechanical changes: the fixtures of httpx-ws's conftest.py are
-defined here (uvicorn's non-deprecated websockets protocol stands for its "websockets"), and the
+Ported as written, with three mechanical changes: the fixtures of httpx-ws's conftest.py are
+defined here (uvicorn's non-deprecated websockets protocol stands for its "websockets"), the
 sync halves of the async tests run in a worker thread (``anyio.to_thread.run_sync``), because the
-sync API refuses to block a running event loop. The intended differences are marked, each with
+sync API refuses to block a running event loop, and the anyio memory streams httpx-ws's mocks
+leave unclosed are collected after each test, quietly. The intended differences are marked, each with
 its reason, and listed in docs/migration.md.
 """
 
@@ -40,7 +41,9 @@ from streams import (
 
 
 import contextlib
+import gc
 import pathlib
+import warnings
 import queue as _queue
 import tempfile
 from collections.abc import Callable
@@ -69,6 +72,16 @@ HANDSHAKE = pytest.mark.xfail(
     raises=WebSocketUpgradeError,
     strict=True,
 )
+
+
+@pytest.fixture(autouse=True)
+def _collect_unclosed_mock_streams():
+    """httpx-ws's mocks never close their anyio memory streams: collect them here, quietly,
+    rather than let this suite's warnings-as-errors report them in whatever test runs later."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Unclosed <MemoryObject", ResourceWarning)
+        yield
+        gc.collect()
 
 
 @pytest.fixture
