@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import pathlib
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -414,3 +416,39 @@ class TestInsideAnEventLoop:
             return await anyio.to_thread.run_sync(work)
 
         assert anyio.run(main) == "from a worker thread"
+
+
+CTRL_C_PROGRAM = """
+import os, signal, threading, time
+
+import httpx
+
+import streams
+from tests import sync_peers
+
+def silent(protocol, message):
+    return b""
+
+client = httpx.Client(transport=httpx.MockTransport(lambda r: sync_peers.upgrade(r, silent)))
+threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+started = time.monotonic()
+try:
+    with streams.connect_ws("ws://x/", client) as ws:
+        ws.receive_text()
+except KeyboardInterrupt:
+    print(ws.closed, ws.close_code, round(time.monotonic() - started, 1))
+"""
+
+
+def test_ctrl_c_in_a_receive_closes_the_session_at_once() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=pathlib.Path(__file__).parent.parent,
+        check=False,
+    )
+    closed, code, elapsed = result.stdout.split()
+    assert (closed, code) == ("True", "1000"), result.stderr
+    assert float(elapsed) < 2

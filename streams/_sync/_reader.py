@@ -75,10 +75,13 @@ class SyncReader(SyncConnection):
         try:
             data = self._io.read(_READ_SIZE, timeout)
         except TimeoutError:
-            with self._cond:
-                self._reading = False
-                self._cond.notify_all()
+            self._release_socket()
             return False
+        except KeyboardInterrupt:
+            # Ctrl-C interrupted the wait, in the main thread: the background
+            # thread may read again (and run the closing handshake).
+            self._release_socket()
+            raise
         except Exception as exc:
             with self._cond:
                 self._reading = False
@@ -91,6 +94,11 @@ class SyncReader(SyncConnection):
             return True
         self._feed(data)
         return True
+
+    def _release_socket(self) -> None:
+        with self._cond:
+            self._reading = False
+            self._cond.notify_all()
 
     def _feed(self, data: builtins.bytes) -> None:
         protocol = self._protocol
