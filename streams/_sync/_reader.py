@@ -106,7 +106,11 @@ class SyncReader(SyncConnection):
             self._reading = False
             if not data:
                 protocol.receive_eof()
-                if not protocol.close_received and not protocol.failed:
+                if (
+                    not protocol.close_received
+                    and not protocol.failed
+                    and not self._finished.is_set()  # not the end of our own abort
+                ):
                     self._set_error(WebSocketNetworkError("connection lost"))
                 self._received_all = True
                 self._cond.notify_all()
