@@ -38,12 +38,6 @@ def new_record() -> tuple[str, servers.ConnectionRecord]:
     return conn_id, servers.REGISTRY.record(conn_id)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def backend(request: pytest.FixtureRequest) -> str:
-    """The event loop of the session's helper thread (user code is the same for both)."""
-    return str(request.param)
-
-
 @pytest.fixture
 def client() -> Any:
     with httpx.Client(verify=TLS_CONTEXT) as client:
@@ -68,14 +62,8 @@ def test_round_trip_without_a_client(echo_url: str) -> None:
         assert ws.subprotocol is None
 
 
-def test_trio_backend_round_trip(echo_url: str, client: httpx.Client) -> None:
-    with connect_ws(echo_url, client, backend="trio") as ws:
-        ws.send_text("on trio")
-        assert ws.receive_text(timeout=5) == "on trio"
-
-
-def test_receive_returns_wsproto_events(echo_url: str, client: httpx.Client, backend: str) -> None:
-    with connect_ws(echo_url, client, backend=backend) as ws:
+def test_receive_returns_wsproto_events(echo_url: str, client: httpx.Client) -> None:
+    with connect_ws(echo_url, client) as ws:
         ws.send_text("t")
         ws.send_bytes(b"b")
         text = ws.receive()
@@ -86,10 +74,8 @@ def test_receive_returns_wsproto_events(echo_url: str, client: httpx.Client, bac
     assert binary.data == b"b"
 
 
-def test_receive_timeouts_raise_queue_empty(
-    echo_url: str, client: httpx.Client, backend: str
-) -> None:
-    with connect_ws(echo_url, client, backend=backend) as ws:
+def test_receive_timeouts_raise_queue_empty(echo_url: str, client: httpx.Client) -> None:
+    with connect_ws(echo_url, client) as ws:
         for receive in (ws.receive, ws.receive_text, ws.receive_bytes, ws.receive_json):
             start = time.monotonic()
             with pytest.raises(queue.Empty):
@@ -133,8 +119,8 @@ def test_send_is_ordered_after_queued_sends(echo_url: str, client: httpx.Client)
         ]
 
 
-def test_ping_then_wait(echo_url: str, client: httpx.Client, backend: str) -> None:
-    with connect_ws(echo_url, client, backend=backend) as ws:
+def test_ping_then_wait(echo_url: str, client: httpx.Client) -> None:
+    with connect_ws(echo_url, client) as ws:
         pong_callback = ws.ping()
         assert pong_callback.wait(5) is True
         tagged = ws.ping(payload=b"tag")
@@ -142,10 +128,8 @@ def test_ping_then_wait(echo_url: str, client: httpx.Client, backend: str) -> No
         assert tagged.is_set()
 
 
-def test_close_twice_then_every_call_raises_disconnect(
-    echo_url: str, client: httpx.Client, backend: str
-) -> None:
-    with connect_ws(echo_url, client, backend=backend) as ws:
+def test_close_twice_then_every_call_raises_disconnect(echo_url: str, client: httpx.Client) -> None:
+    with connect_ws(echo_url, client) as ws:
         ws.close()
         ws.close()
         assert ws.close_code == 1000
@@ -489,7 +473,7 @@ def test_no_helper_thread_outlives_its_session(echo_url: str, client: httpx.Clie
         connect_ws(echo_url.replace("/echo", "/reject"), client),
     ):
         pass
-    with connect_ws(echo_url, client, backend="trio") as ws:
+    with connect_ws(echo_url, client) as ws:
         ws.close()
     deadline = time.monotonic() + 5
     while {t.ident for t in threading.enumerate()} - before and time.monotonic() < deadline:

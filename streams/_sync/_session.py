@@ -1,0 +1,432 @@
+"""The sync session: httpx-ws's blocking methods on :class:`~streams._sync._reader.SyncReader`."""
+
+from __future__ import annotations
+
+import builtins
+import threading
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+from wsproto.events import CloseConnection, Event, Ping
+from wsproto.events import Message as WsprotoMessage
+from wsproto.utilities import LocalProtocolError
+
+from .._codec import decode_json, encode_json, encode_json_text, json_decoder
+from .._exceptions import WebSocketDecodeError
+from .._session import as_event, expect_bytes, expect_text
+from .._types import JSONMode, Message
+from ._reader import SyncReader
+from ._stream import SyncJSONMode, SyncMessageStream
+
+__all__ = ["PongEvent", "WebSocketSession"]
+
+T = TypeVar("T")
+
+
+class PongEvent:
+    """Returned by :meth:`WebSocketSession.ping`: set when the matching Pong arrives.
+
+    It behaves like a :class:`threading.Event` that only the session sets:
+    ``wait()`` blocks the calling thread, any number of threads may wait.
+    It is also set when the connection closes, so a waiter never hangs.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: threading.Event) -> None:
+        self._event = event
+
+    def is_set(self) -> bool:
+        """Return whether the Pong arrived (or the connection closed)."""
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the Pong arrives, or at most ``timeout`` seconds.
+
+        Returns:
+            ``True`` if the event is set (the Pong arrived or the connection
+            closed), ``False`` if the timeout expired first.
+        """
+        return self._event.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<PongEvent set={self.is_set()}>"
+
+
+class WebSocketSession(SyncReader):
+    """An open WebSocket session for threaded code: the methods of httpx-ws, blocking.
+
+    Made by :func:`~streams.connect_ws` or :meth:`~streams.WebSocketClient.connect`;
+    leaving their ``with`` block closes it (code 1000). It can also be built
+    by hand over any httpcore sync network stream, with httpx-ws's
+    constructor; ``with`` starts it and closes it.
+
+    One background thread per session reads the network while no thread is
+    receiving, answers pings, sends keepalive pings and runs the closing
+    handshake; a thread waiting in a receive call reads the network itself.
+    ``send_*``, ``ping`` and ``close`` may be called from any thread, also
+    while another thread iterates; frames from several threads never
+    interleave. Receiving is for one thread at a time: a second thread
+    receiving at the same time gets a :class:`RuntimeError`.
+
+    Iterating (``for message in ws``) yields ``str`` and ``bytes`` messages;
+    a normal close (1000, 1001, 1005) ends the loop, any other close raises
+    :class:`~streams.WebSocketDisconnect` (or
+    :class:`~streams.WebSocketNetworkError`). After a ``break``, the next
+    ``receive*()`` call or loop gets the next message; nothing is lost.
+
+    Args:
+        stream: the network stream of the upgraded connection (httpcore's
+            sync :class:`~httpcore.NetworkStream`, or any object with its
+            ``read``, ``write``, ``close`` and ``get_extra_info`` methods).
+        max_message_size_bytes: the largest message accepted; a larger one
+            closes the connection with code 1009.
+        queue_size: how many received messages may wait for the consumer
+            before the session stops reading the network.
+        keepalive_ping_interval_seconds: how often to ping the peer; ``None``
+            disables keepalive.
+        keepalive_ping_timeout_seconds: how long the peer may stay silent
+            after a ping before the connection is closed (1011) and
+            :class:`~streams.WebSocketKeepaliveTimeout` raised; bytes still
+            arriving, or a consumer too slow to let the session read them,
+            count as signs of life. ``None`` never times out.
+        response: the handshake response.
+        close_timeout: how long the closing handshake may take before the
+            connection is dropped (keyword-only, like what follows).
+        extensions: the extensions agreed during the handshake.
+        subprotocol: the subprotocol agreed (read from ``response`` when not given).
+
+    Attributes:
+        subprotocol: the subprotocol the server accepted, or ``None``.
+        response: the handshake response (its body, if any, cannot be read).
+        stream: the network stream.
+    """
+
+    # ----------------------------------------------------------- life cycle
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the session: send a Close frame, wait for the peer's, then close TCP.
+
+        Called when leaving the ``with`` block. Calling it again, or after the
+        peer closed, does nothing more than wait for the end. Messages
+        already received stay readable; further sends raise
+        :class:`~streams.WebSocketDisconnect`. Any thread may call it, also
+        while another thread waits in a receive call (which then ends).
+
+        Args:
+            code: the close code to send: 1000-1003, 1007-1014 or 3000-4999.
+            reason: the close reason to send (at most 123 bytes of UTF-8 are sent).
+
+        Raises:
+            ValueError: ``code`` may not be sent on the wire (1005, 1006, 999...).
+
+        Waits at most ``close_timeout`` seconds for the peer, then drops the connection.
+        """
+        self._close(code, reason)
+
+    # ------------------------------------------------------------ receiving
+
+    def _next_message(self, timeout: float | None) -> Message:
+        taken = self._take(timeout)
+        if not taken:
+            raise self._end_error()
+        return taken[0]
+
+    def receive(self, timeout: float | None = None) -> Event:
+        """Receive the next message as a wsproto event.
+
+        Most of the time, :meth:`receive_text`, :meth:`receive_bytes`,
+        :meth:`receive_json` or ``for message in ws`` are simpler.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            A :class:`wsproto.events.TextMessage` or :class:`wsproto.events.BytesMessage`.
+            Pings, pongs and the Close frame are handled by the session.
+
+        Raises:
+            ReceiveTimeout: no message arrived in time (a :class:`queue.Empty`
+                and a :class:`TimeoutError`).
+            WebSocketDisconnect: the connection is closed (raised at once on
+                every call after the close, once the messages received before
+                it were read).
+            WebSocketNetworkError: the network failed or the peer went silent.
+            RuntimeError: another thread is receiving, or an event loop runs
+                in this thread.
+        """
+        return as_event(self._next_message(timeout))
+
+    def receive_text(self, timeout: float | None = None) -> str:
+        """Receive a text message.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            The text.
+
+        Raises:
+            ReceiveTimeout: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the message was binary (it is
+                consumed; the exception's ``event`` holds it).
+            RuntimeError: another thread is receiving, or an event loop runs
+                in this thread.
+        """
+        return expect_text(self._next_message(timeout))
+
+    def receive_bytes(self, timeout: float | None = None) -> builtins.bytes:
+        """Receive a binary message.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+
+        Returns:
+            The bytes.
+
+        Raises:
+            ReceiveTimeout: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the message was text (it is consumed;
+                the exception's ``event`` holds it).
+            RuntimeError: another thread is receiving, or an event loop runs
+                in this thread.
+        """
+        return expect_bytes(self._next_message(timeout))
+
+    def receive_json(self, timeout: float | None = None, mode: JSONMode = "text") -> Any:
+        """Receive a JSON message, decoded with msgspec.
+
+        Args:
+            timeout: seconds to wait for a message; ``None`` waits for ever.
+            mode: ``"text"`` to expect a text frame, ``"binary"`` a binary one.
+
+        Returns:
+            The decoded value (dicts, lists, str, int, float, bool, None).
+
+        Raises:
+            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
+            ReceiveTimeout: no message arrived in time.
+            WebSocketDisconnect: the connection is closed.
+            WebSocketNetworkError: the network failed.
+            WebSocketInvalidTypeReceived: the frame was not of the kind ``mode`` says.
+            WebSocketDecodeError: the message is not valid JSON (it carries the
+                raw payload).
+        """
+        data: Message
+        if mode == "text":
+            data = self.receive_text(timeout)
+        elif mode == "binary":
+            data = self.receive_bytes(timeout)
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+        return decode_json(data)
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        """Return the next message; a normal close ends the iteration, an abnormal one raises."""
+        taken = self._take(None)
+        if not taken:
+            self._end_of_stream()
+            raise StopIteration
+        return taken[0]
+
+    # -------------------------------------------------------- typed streams
+
+    def messages(self) -> SyncMessageStream[Message]:
+        """Return an iterable of the messages, ``str`` or ``bytes``, taken a batch at a time.
+
+        Iterating it consumes the session's messages, like ``for message in ws``.
+        """
+        return SyncMessageStream(self, None, None, None)
+
+    def text(self) -> SyncMessageStream[str]:
+        """Return an iterable of the text messages.
+
+        Raises (while iterating):
+            WebSocketInvalidTypeReceived: a binary message arrived, at its position
+                (its ``event`` holds it).
+        """
+        return SyncMessageStream(self, str, None, None)
+
+    def bytes(self) -> SyncMessageStream[builtins.bytes]:
+        """Return an iterable of the binary messages.
+
+        Raises (while iterating):
+            WebSocketInvalidTypeReceived: a text message arrived, at its position
+                (its ``event`` holds it).
+        """
+        return SyncMessageStream(self, builtins.bytes, None, None)
+
+    @overload
+    def json(
+        self,
+        type: builtins.type[T],
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[T]: ...
+    @overload
+    def json(
+        self,
+        type: Any = ...,
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[Any]: ...
+    def json(
+        self,
+        type: Any = Any,
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[Any]:
+        """Return an iterable of JSON messages decoded (and validated) by msgspec.
+
+        Decoding happens in the iterating thread, a whole batch at a time.
+
+        Args:
+            type: what each message decodes to: a ``msgspec.Struct``, a
+                dataclass, ``list[Tick]``...; ``Any`` (the default) gives plain
+                dicts and lists.
+            mode: ``"text"`` (JSON in text frames, the default), ``"binary"``
+                or ``"any"``.
+            on_error: ``"raise"``, or a function called with each
+                :class:`~streams.WebSocketDecodeError` (the message is then
+                skipped; if the function raises, its exception is raised at
+                that position).
+
+        Returns:
+            A :class:`SyncMessageStream` of ``type``.
+
+        Raises:
+            ValueError: ``mode`` or ``on_error`` is invalid.
+            TypeError: msgspec does not support ``type``.
+
+        While iterating, raises at the bad message's position:
+            WebSocketInvalidTypeReceived: a frame of the wrong kind for ``mode``
+                (whatever ``on_error``).
+            WebSocketDecodeError: invalid JSON, or a value not matching ``type``
+                (with ``on_error="raise"``); it carries the payload and
+                msgspec's reason.
+        """
+        kinds: dict[str, builtins.type | None] = {
+            "text": str,
+            "binary": builtins.bytes,
+            "any": None,
+        }
+        if mode not in kinds:
+            raise ValueError(f"mode must be 'text', 'binary' or 'any', not {mode!r}")
+        if on_error == "raise":
+            handler = None
+        elif callable(on_error):
+            handler = on_error
+        else:
+            raise ValueError(f"on_error must be 'raise' or a callable, not {on_error!r}")
+        return SyncMessageStream(self, kinds[mode], json_decoder(type).decode, handler)
+
+    # -------------------------------------------------------------- sending
+
+    def send(self, event: Event) -> None:
+        """Send a wsproto event: a message (or a fragment of one), a ping, a pong, a Close.
+
+        Most of the time, :meth:`send_text`, :meth:`send_bytes`,
+        :meth:`send_json` and :meth:`ping` are simpler. Returns once the frame
+        is written.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        if isinstance(event, CloseConnection):
+            self.close(event.code, event.reason)
+            return
+        if isinstance(event, Ping):
+            self.ping(builtins.bytes(event.payload))
+            return
+        with self._write_lock:
+            with self._cond:
+                self._check_can_send()
+                try:
+                    frame = self._protocol.send_event(event)
+                except LocalProtocolError as exc:
+                    raise self._end_error() from exc
+            finished = isinstance(event, WsprotoMessage) and event.message_finished
+            self._write(frame, 1 if finished else 0)
+
+    def send_text(self, data: str) -> None:
+        """Send a text message; returns once it is written to the network.
+
+        Any number of threads may send at the same time; their frames never interleave.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        self._send_message(data)
+
+    def send_bytes(self, data: builtins.bytes) -> None:
+        """Send a binary message; returns once it is written to the network.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        self._send_message(data)
+
+    def send_json(self, data: Any, mode: JSONMode = "text") -> None:
+        """Send a value as JSON, encoded with msgspec in the calling thread.
+
+        Args:
+            data: anything msgspec encodes: dicts, lists, msgspec Structs,
+                dataclasses, datetimes...
+            mode: ``"text"`` sends a text frame, ``"binary"`` a binary one.
+
+        Raises:
+            ValueError: ``mode`` is neither ``"text"`` nor ``"binary"``.
+            TypeError: msgspec cannot encode ``data`` (nothing is sent).
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        if mode == "text":
+            self._send_message(encode_json_text(data))
+        elif mode == "binary":
+            self._send_message(encode_json(data))
+        else:
+            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+
+    def ping(self, payload: builtins.bytes = b"") -> PongEvent:
+        """Send a Ping frame.
+
+        Args:
+            payload: the payload identifying this ping; a random one if empty.
+
+        Returns:
+            A :class:`PongEvent`: ``wait(timeout=None)`` blocks until the
+            matching Pong (or that of a later ping) arrives, or the connection closes.
+
+        Raises:
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed.
+        """
+        if not self._started:
+            self._start()
+        return PongEvent(self._send_ping(payload))
