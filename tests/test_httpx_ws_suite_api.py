@@ -812,6 +812,9 @@ class TestKeepalivePing:
             stream,
             keepalive_ping_interval_seconds=0.1,
             keepalive_ping_timeout_seconds=0.1,
+            # This mock never answers the Close frame: the closing handshake
+            # waits close_timeout (10 s by default) for it.
+            close_timeout=0.5,
         ):
             await anyio.sleep(0.3)
 

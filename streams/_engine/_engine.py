@@ -47,6 +47,8 @@ NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 #: After failing the connection, how many bytes are read (and dropped) at
 #: most while waiting for the peer to close, within ``close_timeout``.
 DRAIN_LIMIT = 4 * 1024 * 1024
+#: ... and how long the peer may stay quiet before the connection is closed.
+DRAIN_QUIET = 0.1
 
 
 class Engine:
@@ -355,22 +357,16 @@ class Engine:
         await outbox.flush_last(self.options.close_timeout)
         if self.io.set_on_data is not None:
             self.io.set_on_data(None)  # what still arrives is only read to the end
-        if not outbox.failed and (protocol.close_received or protocol.failed):
-            # RFC 6455 7.1.1: the server closes the TCP connection first. After
-            # a failure, what the peer still sends is read and dropped until it
-            # closes (at most DRAIN_LIMIT bytes): closing with unread bytes
-            # would answer them with a reset, which can destroy our Close frame.
-            left = DRAIN_LIMIT if protocol.failed else None
+        if not outbox.failed and protocol.close_received and not protocol.failed:
+            # RFC 6455 7.1.1: the server closes the TCP connection first.
             with anyio.move_on_after(self.options.close_timeout):
                 try:
-                    while left is None or left > 0:
-                        data = await self.io.read(READ_SIZE)
-                        if not data:
-                            break
-                        if left is not None and isinstance(data, bytes):
-                            left -= len(data)
+                    while await self.io.read(READ_SIZE):
+                        pass
                 except Exception:
                     pass
+        elif not outbox.failed and protocol.failed:
+            await self._drain_after_failure()
         await self.close_stream()
         if protocol.state is not CloseState.CLOSED:
             # The reader stopped (cancelled) before the closing handshake ended.
@@ -383,6 +379,28 @@ class Engine:
             for event in waiters:
                 event.set()
         self._pings.clear()
+
+    async def _drain_after_failure(self) -> None:
+        """After failing the connection, read and drop what the peer still sends.
+
+        Closing with unread bytes makes the kernel answer with a reset, which
+        can destroy the Close frame before the peer reads it. So read until
+        the peer closes, goes quiet for ``DRAIN_QUIET`` seconds (nothing is
+        left unread: closing then sends a clean FIN), ``DRAIN_LIMIT`` bytes
+        were read, or ``close_timeout`` passed.
+        """
+        left = DRAIN_LIMIT
+        with anyio.move_on_after(self.options.close_timeout):
+            try:
+                while left > 0:
+                    with anyio.move_on_after(DRAIN_QUIET) as quiet:
+                        data = await self.io.read(READ_SIZE)
+                    if quiet.cancelled_caught or not data:
+                        return
+                    if isinstance(data, bytes):
+                        left -= len(data)
+            except Exception:
+                pass
 
     async def close_stream(self) -> None:
         """Close the network stream, even when cancelled; its errors no longer matter."""
