@@ -99,7 +99,9 @@ class Engine:
     async def start(self) -> None:
         """Start the reader, the flusher, the keepalive (and the writer if wanted)."""
         task_group = self._task_group = await self._tasks.enter()
-        if self.io.set_on_data is not None:
+        if self.io.set_on_data is not None and self.options.overflow != "disconnect":
+            # (overflow="disconnect" stamps messages with the clock, which a
+            # transport's callback cannot read through anyio: the task parses.)
             self.io.set_on_data(self.reader.on_data)
         task_group.start_soon(self.reader.run, name="streams reader")
         task_group.start_soon(self.outbox.run, name="streams flusher")

@@ -48,8 +48,10 @@ class Reader:
         self.reads = 0
         self.bytes_in = 0
         self.messages_in = 0
-        #: When the last read with a data message came (``anyio.current_time()``).
-        self.data_at = 0.0
+        #: Reads that brought data messages (the staleness check compares it).
+        #: No clock is read here: this may run in a transport's callback,
+        #: where anyio cannot tell which event loop runs.
+        self.data_reads = 0
         # A peer that pings without reading its pongs is not read further
         # until they are written.
         self._must_drain = False
@@ -99,7 +101,7 @@ class Reader:
             self._must_drain = outbox.size > HIGH_WATER
         if messages:
             self.messages_in += len(messages)
-            self.data_at = anyio.current_time()
+            self.data_reads += 1
         return messages
 
     async def _overflowed(self) -> None:

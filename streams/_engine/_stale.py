@@ -17,25 +17,34 @@ from .._exceptions import WebSocketStaleError
 if TYPE_CHECKING:
     from ._engine import Engine
 
-__all__ = ["run_stale_watch"]
+__all__ = ["CHECKS", "run_stale_watch"]
+
+#: How many times per ``stale_after`` the task looks.
+CHECKS = 4
 
 logger = logging.getLogger("streams")
 
 
 async def run_stale_watch(engine: Engine, after: float) -> None:
-    """The staleness task of ``engine``: returns when the connection ends."""
+    """The staleness task of ``engine``: returns when the connection ends.
+
+    It looks a few times per ``after`` whether data came, so a quiet feed is
+    found stale between ``after`` and ``after * (1 + 1 / CHECKS)`` seconds.
+    """
     reader, inbox = engine.reader, engine.inbox
+    step = after / CHECKS
     quiet_since = anyio.current_time()
+    seen = reader.data_reads
     while not engine.closed.is_set():
-        await anyio.sleep_until(max(quiet_since, reader.data_at) + after)
+        await anyio.sleep(step)
         now = anyio.current_time()
-        if inbox.waiting or inbox.paused:
-            quiet_since = now  # the consumer is behind: not a quiet feed
+        if reader.data_reads != seen or inbox.waiting or inbox.paused:
+            # Data came, or the consumer is behind: not a quiet feed.
+            seen = reader.data_reads
+            quiet_since = now
             continue
-        if now - max(quiet_since, reader.data_at) < after:
+        if now - quiet_since < after or engine.closed.is_set():
             continue
-        if engine.closed.is_set():
-            return
         logger.debug("no data message for %s s: the feed is stale", after)
         await engine.fail(WebSocketStaleError(after), 1011, f"stale: no data message for {after} s")
         return
