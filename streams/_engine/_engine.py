@@ -21,7 +21,6 @@ from types import TracebackType
 
 import anyio
 import anyio.abc
-from wsproto.frame_protocol import CloseReason
 
 from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetworkError
 from .._options import SessionOptions
@@ -43,6 +42,8 @@ logger = logging.getLogger("streams")
 #: Close codes that end iteration quietly: a normal close, "going away", or a
 #: Close frame with no status code.
 NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
+#: The close code of a normal close.
+NORMAL_CLOSURE = 1000
 
 #: After failing the connection, how many bytes are read (and dropped) at
 #: most while waiting for the peer to close, within ``close_timeout``.
@@ -150,7 +151,7 @@ class Engine:
                     # before they ever ran). Queue the Close frame; finish()
                     # writes it, without waiting for the peer.
                     self.inbox.closing = True
-                    data = self.protocol.send_close(CloseReason.NORMAL_CLOSURE)
+                    data = self.protocol.send_close(NORMAL_CLOSURE)
                     if data:
                         self.outbox.queue(data)
         finally:
@@ -200,7 +201,7 @@ class Engine:
         protocol = self.protocol
         code = protocol.close_code
         if code is None:
-            return WebSocketDisconnect(CloseReason.NORMAL_CLOSURE, "")
+            return WebSocketDisconnect(NORMAL_CLOSURE, "")
         return WebSocketDisconnect(code, protocol.close_reason)
 
     def end_of_stream(self) -> None:
@@ -352,7 +353,7 @@ class Engine:
         if protocol.state is CloseState.OPEN and not outbox.failed:
             # The reader was stopped (cancelled) on an open connection: close it properly.
             self.inbox.closing = True
-            data = protocol.send_close(CloseReason.NORMAL_CLOSURE)
+            data = protocol.send_close(NORMAL_CLOSURE)
             if data:
                 outbox.queue(data)
         # Frames still queued (a Close frame among them) go out first.

@@ -57,10 +57,12 @@ class Inbox:
         if self._state is not None:
             # The same channel end, which also wakes next_message() when closed.
             own = ReceiveStream(self._state)
-            own.on_close = self.wake
+            own.on_close = self._receive_stream_closed
             receive_stream.close()
             receive_stream = own
         self.receive_stream = receive_stream
+        # The session's receive_stream was closed (bulk mode): checked per message.
+        self._stream_closed = False
         self.paused = False
         self.pauses = 0
         self.dropped = 0
@@ -299,11 +301,15 @@ class Inbox:
             and state.buffer
             and not self._unread
             and not state.waiting_senders
-            and not is_closed(self.receive_stream)
+            and not self._stream_closed
         ):
             message: Message = state.buffer.popleft()
             return message
         return None
+
+    def _receive_stream_closed(self) -> None:
+        self._stream_closed = True
+        self.wake()
 
     async def next_message(self) -> Message:
         """Return the next message, waiting for one.
