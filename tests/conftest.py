@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import sys
 import threading
@@ -32,6 +33,11 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from tests import servers  # noqa: E402
+
+# A test run started as a background job inherits SIGINT ignored, and so would
+# every process it starts: the Ctrl-C tests need it handled, as in a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 HOST = "127.0.0.1"
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
