@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import ssl
+import urllib.request
 
 import anyio
 import anyio.lowlevel
@@ -12,6 +14,7 @@ import pytest
 import trustme
 
 import streams
+from streams._connect import _proxies_configured
 from tests import servers
 from tests.test_tls import ca, trusting_context, wss_url
 
@@ -148,3 +151,15 @@ async def test_uvloop_transports_work_with_the_library_backend(
                 ]
                 await ws.send_bytes(b"\x01" * 500_000)
                 assert await ws.receive_bytes() == b"\x01" * 500_000
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "all_proxy", "Ws_Proxy"])
+def test_proxy_variables_are_found_in_any_case(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for present in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(present)
+    assert not _proxies_configured()
+    monkeypatch.setenv(name, "http://127.0.0.1:9")
+    assert _proxies_configured() == bool(urllib.request.getproxies())
+    assert _proxies_configured()
+    monkeypatch.setenv(name, "")  # an empty value is no proxy, as for urllib
+    assert not _proxies_configured()

@@ -21,6 +21,7 @@ from types import TracebackType
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetworkError
 from .._options import SessionOptions
@@ -82,9 +83,10 @@ class Engine:
         self._pings: dict[bytes, tuple[list[anyio.Event], float]] = {}
         self._tasks = OwnedTaskGroup()
         self._task_group: anyio.abc.TaskGroup | None = None
-        self.send_stream, self._from_producer = anyio.create_memory_object_stream[Message](
-            options.queue_size
-        )
+        # The send channel, made when first asked for (most sessions never use it).
+        self._send_channel: (
+            tuple[MemoryObjectSendStream[Message], MemoryObjectReceiveStream[Message]] | None
+        ) = None
         self._writer_wanted = False
         limit = options.rate_limit
         #: The send rate limit, if any (pongs and the Close never wait for it).
@@ -121,6 +123,18 @@ class Engine:
                 self.options.keepalive_ping_timeout_seconds,
                 name="streams keepalive",
             )
+
+    @property
+    def send_stream(self) -> MemoryObjectSendStream[Message]:
+        """The sending end of the send channel (made on first use)."""
+        return self._send_ends()[0]
+
+    def _send_ends(
+        self,
+    ) -> tuple[MemoryObjectSendStream[Message], MemoryObjectReceiveStream[Message]]:
+        if self._send_channel is None:
+            self._send_channel = anyio.create_memory_object_stream[Message](self.options.queue_size)
+        return self._send_channel
 
     def want_writer(self) -> None:
         """Start the task that sends what arrives in ``send_stream`` (once)."""
@@ -168,8 +182,8 @@ class Engine:
                 # The engine's own ends of the channels; clones handed to
                 # other tasks stay open until their owners close them.
                 self.inbox.close()
-                self.send_stream.close()
-                self._from_producer.close()
+                for end in self._send_ends():
+                    end.close()
 
     @property
     def close_code(self) -> int | None:
@@ -246,7 +260,7 @@ class Engine:
 
     async def _writer(self) -> None:
         """Send what arrives in send_stream; close the session when it ends."""
-        source = self._from_producer
+        source = self._send_ends()[1]
         async with source:
             while True:
                 try:

@@ -19,7 +19,6 @@ import asyncio
 import socket
 import ssl
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
@@ -52,7 +51,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.items: deque[bytes | Leftover] = deque()
+        # Read data and leftovers waiting for a reader, oldest first (rarely more than one).
+        self.items: list[bytes | Leftover] = []
         self.eof = False
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
@@ -181,10 +181,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ReadTimeout(f"no data in {timeout} s") from exc
         items = protocol.items
         if items:
-            data = items.popleft()
+            data = items.pop(0)
             assert isinstance(data, bytes), "bytes parsed by the engine are not httpcore's"
             if len(data) > max_bytes:
-                items.appendleft(data[max_bytes:])
+                items.insert(0, data[max_bytes:])
                 data = data[:max_bytes]
             return data
         if protocol.error is not None:
@@ -249,7 +249,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         protocol = self._protocol
         await protocol.wait_readable()
         if protocol.items:
-            return protocol.items.popleft()
+            return protocol.items.pop(0)
         if protocol.error is not None:
             raise protocol.error
         return b""
