@@ -49,6 +49,7 @@ async def leave_pool(response: httpx.Response) -> bool:
         or not isinstance(requests, list)
         or not isinstance(connections, list)
         or not isinstance(getattr(pool_stream, "_closed", None), bool)
+        or not hasattr(pool_stream, "_stream")
         or not callable(getattr(pool, "_assign_requests_to_connections", None))
         or not callable(getattr(pool, "_close_connections", None))
         or not hasattr(getattr(pool, "_optional_thread_lock", None), "__enter__")
@@ -65,5 +66,10 @@ async def leave_pool(response: httpx.Response) -> bool:
         closing = pool._assign_requests_to_connections()
     # The response's close must not hand the connection back (or close it).
     pool_stream._closed = True
+    # Nor keep httpcore's connection objects (HTTP/1.1 state, locks, the
+    # request) alive for the session's whole life: only the network stream,
+    # which the session holds, is used from now on.
+    pool_stream._stream = httpx.ByteStream(b"")
+    pool_stream._pool_request = None
     await pool._close_connections(closing)
     return True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import anyio
 import httpx
 import pytest
@@ -26,7 +29,15 @@ async def test_an_upgraded_connection_leaves_the_pool_on_the_installed_httpx(
         url = echo_url.replace("ws://", "http://")
         async with client.stream("GET", url, headers=headers) as response:
             assert response.status_code == 101
+            assert client._transport._pool.connections  # type: ignore[attr-defined]
+            connection = weakref.ref(client._transport._pool.connections[0])  # type: ignore[attr-defined]
             assert await leave_pool(response)
+            assert not client._transport._pool.connections  # type: ignore[attr-defined]
+            # httpcore's connection objects are not kept alive by the response.
+            gc.collect()
+            assert connection() is None
+            # The 101 response has no body to read.
+            assert await response.aread() == b""
             stream = response.extensions["network_stream"]
             await stream.aclose()
 
