@@ -791,6 +791,34 @@ class TestFraming:
         assert proto.receive_data(b"") == []
         assert proto.receive_data(stream[3:]) == ["abc"]
 
+    @pytest.mark.parametrize(
+        "tail",
+        [
+            text("last"),
+            frame(TEXT, b"ok \xff"),  # invalid UTF-8 right after a run: 1007
+            text("a" * 126),  # a 16-bit length after a run
+            frame(TEXT, b"masked", masked=True),  # a masked frame after a run: 1002
+            frame(TEXT, b"x", rsv=RSV1),  # a reserved bit after a run: 1002
+            frame(TEXT, b"part", fin=False) + frame(CONT, b"!"),
+        ],
+    )
+    def test_client_reads_runs_of_small_messages_like_wsproto(self, tail: bytes) -> None:
+        # Whole small frames, text and binary, a ping in the run, then a frame of another kind.
+        small = [text(f"m{i}") if i % 3 else binary(bytes([i]) * i) for i in range(60)]
+        stream = b"".join([*small[:30], frame(PING, b"p"), *small[30:], tail, text("after")])
+        expected = run_wsproto(stream)
+        assert len(expected.messages) >= 60
+        assert run_client(stream) == expected
+        for cut in range(0, len(stream), 7):
+            assert run_client(stream, [cut]) == expected, f"cut at {cut}"
+
+    @pytest.mark.parametrize("limit", [0, 1, 10, 124, 125])
+    def test_client_checks_a_small_limit_in_runs_of_small_messages(self, limit: int) -> None:
+        stream = b"".join(text("x" * size) for size in (0, 1, 10, 124, 125))
+        outcome = run_client(stream, max_message_size=limit)
+        assert outcome.messages == ["x" * size for size in (0, 1, 10, 124, 125) if size <= limit]
+        assert outcome.close_code == (1009 if limit < 125 else None)
+
 
 class TestFragmentation:
     """Fragmented messages (RFC 6455, section 5.4)."""

@@ -45,6 +45,7 @@ from wsproto.frame_protocol import CloseReason
 from ._deflate import LimitedPerMessageDeflate
 from ._limits import DEFAULT_MAX_FRAGMENTS, FRAGMENT_BYTES, message_too_big, too_many_fragments
 from ._mask import fast_mask
+from ._runs import small_messages
 
 __all__ = ["ClientProtocol", "CloseState"]
 
@@ -225,6 +226,10 @@ class ClientProtocol:
         n = len(data)
         pos = 0
         while pos < n:
+            if not message and limit >= 125:
+                pos = small_messages(data, pos, n, append)
+                if pos >= n:
+                    return
             if n - pos < 2:
                 self._head = data[pos:]
                 return
