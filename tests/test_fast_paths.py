@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +27,13 @@ import pytest
 import streams
 import streams._io
 from streams._engine import Leftover, _inbox
-from streams._io._asyncio import AsyncioBackend, AsyncioStream, asyncio_io
+from streams._io._asyncio import (
+    BULK_END,
+    READ_BUFFER_SIZE,
+    AsyncioBackend,
+    AsyncioStream,
+    asyncio_io,
+)
 from tests import servers
 from tests.peers import (
     OP_BINARY,
@@ -146,6 +153,58 @@ async def test_backend_gives_chunks_to_on_data_and_queues_what_it_returns() -> N
             assert b"".join(seen).startswith(b"handled")
             assert results == [leftover]
             assert not client._transport.is_reading()  # paused until the next read()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_backend_reads_through_recv_while_reads_fill_the_shared_buffer() -> None:
+    seen: list[bytes] = []
+
+    def on_data(data: bytes) -> None:
+        seen.append(data)
+
+    with anyio.fail_after(5):
+        async with backend_pair() as (client, server):
+            io = asyncio_io(client)
+            assert io is not None
+            assert io.set_on_data is not None
+            transport, protocol = client._transport, client._protocol
+            # Before the engine parses in the callback, a full read changes nothing.
+            protocol.get_buffer(-1)[:] = b"h" * READ_BUFFER_SIZE
+            protocol.buffer_updated(READ_BUFFER_SIZE)
+            assert transport.get_protocol() is protocol
+            protocol.items.clear()
+            io.set_on_data(on_data)
+            read = io.read
+
+            async def reader() -> None:
+                await read(100)
+
+            async with anyio.create_task_group() as group:
+                group.start_soon(reader)  # parsing happens while a reader waits
+                await servers.wait_until(lambda: protocol.waiter is not None)
+                # A read that fills the shared buffer: bulk data, read through recv().
+                protocol.get_buffer(-1)[:] = b"a" * READ_BUFFER_SIZE
+                protocol.buffer_updated(READ_BUFFER_SIZE)
+                bulk = transport.get_protocol()
+                assert bulk is not protocol
+                assert not isinstance(bulk, asyncio.BufferedProtocol)
+                await server.send(b"b" * BULK_END)  # a large read keeps it
+                await servers.wait_until(lambda: sum(map(len, seen)) == READ_BUFFER_SIZE + BULK_END)
+                assert transport.get_protocol() is bulk
+                await server.send(b"small")  # a small one ends it
+                await servers.wait_until(lambda: seen[-1].endswith(b"small"))
+                assert transport.get_protocol() is protocol
+                await server.send(b"again")
+                await servers.wait_until(lambda: seen[-1] == b"again")
+                # Over TLS the SSL transport joins records in either mode: no switch.
+                protocol.tls = True
+                protocol.get_buffer(-1)[:] = b"c" * READ_BUFFER_SIZE
+                protocol.buffer_updated(READ_BUFFER_SIZE)
+                assert transport.get_protocol() is protocol
+                group.cancel_scope.cancel()
+            assert b"".join(seen) == (
+                b"a" * READ_BUFFER_SIZE + b"b" * BULK_END + b"smallagain" + b"c" * READ_BUFFER_SIZE
+            )
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
