@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["leave_pool"]
+__all__ = ["leave_pool", "leave_pool_sync"]
 
 logger = logging.getLogger("streams")
 
@@ -33,6 +33,26 @@ async def leave_pool(response: httpx.Response) -> bool:
     Afterwards closing the response no longer touches the pool or the
     connection: the session closes the network stream itself.
     """
+    left = _leave(response)
+    if left is None:
+        return False
+    pool, closing = left
+    await pool._close_connections(closing)
+    return True
+
+
+def leave_pool_sync(response: httpx.Response) -> bool:
+    """:func:`leave_pool` for a response of an ``httpx.Client`` (httpcore's sync pool)."""
+    left = _leave(response)
+    if left is None:
+        return False
+    pool, closing = left
+    pool._close_connections(closing)
+    return True
+
+
+def _leave(response: httpx.Response) -> tuple[Any, list[Any]] | None:
+    """Take the connection out of the pool's lists; return the pool and what it must close."""
     # httpx's client wraps its transport's response stream (BoundAsyncStream).
     stream: Any = response.stream
     for _ in range(3):
@@ -56,7 +76,7 @@ async def leave_pool(response: httpx.Response) -> bool:
         or pool_request not in requests
     ):
         logger.debug("unknown connection pool shape: the session keeps its pool slot")
-        return False
+        return None
     connection = getattr(pool_request, "connection", None)
     with pool._optional_thread_lock:
         requests.remove(pool_request)
@@ -71,5 +91,4 @@ async def leave_pool(response: httpx.Response) -> bool:
     # which the session holds, is used from now on.
     pool_stream._stream = httpx.ByteStream(b"")
     pool_stream._pool_request = None
-    await pool._close_connections(closing)
-    return True
+    return pool, closing

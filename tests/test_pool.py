@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 
@@ -10,9 +11,16 @@ import httpx
 import pytest
 
 import streams
-from streams._pool import leave_pool
+from streams._pool import leave_pool, leave_pool_sync
 
 pytestmark = pytest.mark.anyio
+
+UPGRADE = {
+    "connection": "upgrade",
+    "upgrade": "websocket",
+    "sec-websocket-version": "13",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
 
 async def test_an_upgraded_connection_leaves_the_pool_on_the_installed_httpx(
@@ -20,14 +28,8 @@ async def test_an_upgraded_connection_leaves_the_pool_on_the_installed_httpx(
 ) -> None:
     """Fails loudly when httpx or httpcore changed shape and sessions hold pool slots again."""
     async with httpx.AsyncClient(transport=streams.AsyncHTTPTransport()) as client:
-        headers = {
-            "connection": "upgrade",
-            "upgrade": "websocket",
-            "sec-websocket-version": "13",
-            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-        }
         url = echo_url.replace("ws://", "http://")
-        async with client.stream("GET", url, headers=headers) as response:
+        async with client.stream("GET", url, headers=UPGRADE) as response:
             assert response.status_code == 101
             assert client._transport._pool.connections  # type: ignore[attr-defined]
             connection = weakref.ref(client._transport._pool.connections[0])  # type: ignore[attr-defined]
@@ -72,3 +74,33 @@ async def test_more_sessions_than_max_connections_open_through_one_client(
                     group.start_soon(session, i)
                 await all_open.wait()
                 release.set()
+
+
+def test_an_upgraded_connection_leaves_the_sync_pool_on_the_installed_httpx(
+    echo_url: str,
+) -> None:
+    """Fails loudly when httpx or httpcore changed shape and sync sessions hold pool slots again."""
+    with httpx.Client() as client:
+        url = echo_url.replace("ws://", "http://")
+        with client.stream("GET", url, headers=UPGRADE) as response:
+            assert response.status_code == 101
+            pool = client._transport._pool  # type: ignore[attr-defined]
+            connection = weakref.ref(pool.connections[0])
+            assert leave_pool_sync(response)
+            assert not pool.connections
+            gc.collect()
+            assert connection() is None
+            response.extensions["network_stream"].close()
+
+
+def test_more_sync_sessions_than_max_connections_open_through_one_client(echo_url: str) -> None:
+    count = 12
+    limits = httpx.Limits(max_connections=3)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(httpx.Client(limits=limits, timeout=httpx.Timeout(5, pool=2)))
+        sessions = [stack.enter_context(streams.connect_ws(echo_url, client)) for _ in range(count)]
+        for i, ws in enumerate(sessions):
+            ws.send_text(f"{i}")
+        assert [ws.receive_text(timeout=5) for ws in sessions] == [f"{i}" for i in range(count)]
+        # A plain request through the same client still gets a connection.
+        assert client.get(echo_url.replace("ws://", "http://")).status_code in (400, 404, 405, 426)

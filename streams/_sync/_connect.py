@@ -18,6 +18,7 @@ import httpx
 from .._connect import DEFAULT_COMPRESSION, default_ssl_context
 from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
+from .._pool import leave_pool_sync
 from .._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -161,6 +162,8 @@ class WebSocketClient(Generic[SyncSession]):
                     client.stream("GET", target, headers=headers, **kwargs)
                 )
             stream = _upgraded_stream(response, handshake)
+            # The session, not the pool, owns the connection from now on.
+            leave_pool_sync(response)
             session = self.session_class(
                 stream,
                 max_message_size_bytes=self.max_message_size_bytes,
