@@ -38,6 +38,8 @@ from tests import servers
 from tests.peers import (
     OP_BINARY,
     OP_CLOSE,
+    OP_PING,
+    OP_PONG,
     OP_TEXT,
     ScriptedPeer,
     accept_key,
@@ -480,3 +482,61 @@ async def test_closing_receive_stream_wakes_a_waiting_receive(echo_url: str, how
         assert isinstance(outcome[0], streams.WebSocketDisconnect)
     else:
         assert outcome == []  # the iteration ended quietly, as at a normal close
+
+
+async def test_the_flusher_starts_only_when_a_frame_must_wait() -> None:
+    def flusher_runs() -> bool:
+        return any(task.name == "streams flusher" for task in anyio.get_running_tasks())
+
+    async def script(peer: ScriptedPeer) -> None:
+        assert await peer.receive_message() == "direct"
+        await peer.send_frame(OP_TEXT, b"go")
+        for i in range(3):
+            assert await peer.receive_message() == f"queued {i}"
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(10):
+        async with (
+            scripted_server(script) as url,
+            streams.aconnect_ws(
+                url + "/", compression=None, keepalive_ping_interval_seconds=None
+            ) as ws,
+        ):
+            assert ws._engine is not None
+            assert ws._engine.io.write_now is not None
+            await ws.send_text("direct")
+            assert await ws.receive_text() == "go"
+            # One frame after a read went straight out: no flusher task yet.
+            assert not flusher_runs()
+            for i in range(3):  # the next frames wait for one
+                await ws.send_text(f"queued {i}")
+            assert flusher_runs()
+            async for _ in ws:
+                pytest.fail("no message expected")
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_frame_queued_in_the_transport_callback_starts_the_flusher_in_the_reader() -> None:
+    async def script(peer: ScriptedPeer) -> None:
+        await peer.send_frame(OP_PING, b"in the callback")
+        frame = await peer.receive_frame()
+        assert (frame.opcode, frame.payload) == (OP_PONG, b"in the callback")
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(10):
+        async with scripted_server(script) as url:
+            async with streams.aconnect_ws(
+                url + "/", compression=None, keepalive_ping_interval_seconds=None
+            ) as ws:
+                engine = ws._engine
+                assert engine is not None
+                assert engine.io.name == "asyncio"
+                # The pong cannot be written at once: it waits for the flusher,
+                # which cannot be started inside the callback that parses the ping.
+                engine.outbox._write_now = lambda frame: 0
+                async for _ in ws:
+                    pytest.fail("no message expected")
+            assert ws.statistics().bytes_sent > 0
+            assert not engine.reader.flusher_deferred

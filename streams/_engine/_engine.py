@@ -107,7 +107,9 @@ class Engine:
             # transport's callback cannot read through anyio: the task parses.)
             self.io.set_on_data(self.reader.on_data)
         task_group.start_soon(self.reader.run, name="streams reader")
-        task_group.start_soon(self.outbox.run, name="streams flusher")
+        self.outbox.start_flusher = self._start_flusher
+        if not self.outbox.idle:
+            self._start_flusher()
         if self._writer_wanted:
             task_group.start_soon(self._writer, name="streams writer")
         if self.options.stale_after is not None:
@@ -135,6 +137,24 @@ class Engine:
         if self._send_channel is None:
             self._send_channel = anyio.create_memory_object_stream[Message](self.options.queue_size)
         return self._send_channel
+
+    def _start_flusher(self) -> None:
+        """Start the flusher task (once); inside a transport's callback, the reader task does."""
+        if self.reader.in_callback:
+            # No task can be started here (anyio cannot tell which loop runs).
+            self.reader.flusher_deferred = True
+            return
+        task_group = self._task_group
+        if task_group is None:
+            return  # stopping: flush_last() writes what is queued
+        self.outbox.start_flusher = None
+        self.reader.flusher_deferred = False
+        task_group.start_soon(self.outbox.run, name="streams flusher")
+
+    def start_deferred_flusher(self) -> None:
+        """Start the flusher a transport's callback asked for."""
+        if self.reader.flusher_deferred and self.outbox.start_flusher is not None:
+            self._start_flusher()
 
     def want_writer(self) -> None:
         """Start the task that sends what arrives in ``send_stream`` (once)."""
@@ -175,6 +195,7 @@ class Engine:
                 await self._tasks.exit(None)
             finally:
                 self._task_group = None
+                self.outbox.start_flusher = None
                 self.outbox.done = True
                 if not self.closed.is_set():
                     with anyio.CancelScope(shield=True):

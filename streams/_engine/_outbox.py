@@ -1,10 +1,10 @@
 """The outbox: frames on their way to the network, in order, one write per burst.
 
-Sends queue whole frames for one flusher task, which joins everything queued
-since its last write into one write: concurrent senders never interleave
-frames, and a burst of sends costs one write. A send returns as soon as its
-frame is queued, without a trip through the event loop, unless more than
-``HIGH_WATER`` bytes wait.
+Sends queue whole frames for one flusher task (started the first time a frame
+must wait for it), which joins everything queued since its last write into one
+write: concurrent senders never interleave frames, and a burst of sends costs
+one write. A send returns as soon as its frame is queued, without a trip
+through the event loop, unless more than ``HIGH_WATER`` bytes wait.
 
 When the I/O backend can write without waiting (``write_now``), the first
 frame after each read is written at once when nothing else is queued or being
@@ -52,6 +52,9 @@ class Outbox:
         self.done = False
         self.failed = False
         self.bytes_out = 0
+        #: Starts the flusher task, the first time something must wait for it
+        #: (set by the engine; most sessions write everything at once).
+        self.start_flusher: Callable[[], None] | None = None
 
     def read_happened(self) -> None:
         """A read came in: the next frame may be written at once again."""
@@ -95,6 +98,8 @@ class Outbox:
             self._pending = True
             if self._wanted is not None:
                 self._wanted.set()
+            elif self.start_flusher is not None:
+                self.start_flusher()
 
     @property
     def idle(self) -> bool:

@@ -55,6 +55,11 @@ class Reader:
         # A peer that pings without reading its pongs is not read further
         # until they are written.
         self._must_drain = False
+        #: Parsing inside the backend's callback (no task can be started there).
+        self.in_callback = False
+        #: A frame queued in the callback waits for the flusher, which the
+        #: reader task starts.
+        self.flusher_deferred = False
 
     async def run(self) -> None:
         """The reader task: read until the end of the connection, then finish it."""
@@ -121,17 +126,19 @@ class Reader:
             ``None`` when everything that follows the parse is done; else what
             the reader task must still do (a full channel, a failure, the end).
         """
-        messages = self.parse(data)
+        self.in_callback = True
+        try:
+            messages = self.parse(data)
+        finally:
+            self.in_callback = False
         protocol = self._protocol
         if (
             not self._must_drain
             and not protocol.failure_pending
             and protocol.state is not CloseState.CLOSED
         ):
-            if not messages:
-                return None
-            taken = self._inbox.offer(messages)
-            if taken == len(messages):
+            taken = self._inbox.offer(messages) if messages else 0
+            if taken == len(messages) and not self.flusher_deferred:
                 return None
             return Leftover(messages, taken)
         return Leftover(messages, 0)
@@ -143,6 +150,8 @@ class Reader:
             False once the connection is closed.
         """
         protocol = self._protocol
+        if self.flusher_deferred:
+            self._engine.start_deferred_flusher()
         if self._must_drain:
             self._must_drain = False
             await self._outbox.drain()
