@@ -233,6 +233,14 @@ class SessionCore:
             engine.end_of_stream()
             return []
 
+    def _read_times(self, count: int) -> list[float | None]:
+        """When each of the last ``count`` messages taken was read (``time.time()``).
+
+        The first call starts recording: until then, and for messages read
+        before, the times are ``None``.
+        """
+        return (self._engine or self._build()).inbox.read_times(count)
+
     def _unread_batch(self, messages: list[Message]) -> None:
         """Put messages back in front: the next receive of any kind returns them first."""
         (self._engine or self._build()).inbox.unread(messages)

@@ -19,6 +19,7 @@ import anyio
 
 from .._types import Message, Overflow
 from ._channel import ReceiveStream, channel_state, is_closed
+from ._readtimes import ReadTimes
 
 __all__ = ["Inbox"]
 
@@ -80,6 +81,8 @@ class Inbox:
         self._unanswered = False
         # Set when the consumer waits for a message (or leaves), for wait_consumer_idle().
         self._asked: anyio.Event | None = None
+        #: When messages were read, once a ``timestamp()`` asked (see :meth:`read_times`).
+        self.stamps: ReadTimes | None = None
 
     # ------------------------------------------------------------ reader side
 
@@ -97,6 +100,8 @@ class Inbox:
         """
         start = index
         index = self._fill(messages, index)
+        if self.stamps is not None and index > start:
+            self.stamps.entered(index - start)
         if index < len(messages) and self._overflow in ("drop_oldest", "drop_newest"):
             index = self._drop(messages, index)
         if self._batches is not None and index > start:
@@ -120,7 +125,10 @@ class Inbox:
                 except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                     break
                 self.overflow_dropped += 1
+                start = index
                 index = self._fill(messages, index)
+                if self.stamps is not None and index > start:
+                    self.stamps.entered(index - start)
         self.overflow_dropped += count - index
         return count
 
@@ -208,6 +216,9 @@ class Inbox:
                 return
             self.paused = True
             self.pauses += 1
+            stamps = self.stamps
+            if stamps is not None:
+                stamps.entered(1)  # counted while it waits to go in (see read_times)
             try:
                 with anyio.CancelScope(deadline=anyio.current_time() + wait) as scope:
                     self._delivery_scope = scope
@@ -219,6 +230,8 @@ class Inbox:
                 self.paused = False
                 self._delivery_scope = None
             if scope.cancelled_caught:
+                if stamps is not None:
+                    stamps.withdrawn()
                 if self.closing:
                     self.dropped += count - index
                     return
@@ -386,6 +399,19 @@ class Inbox:
         except (anyio.WouldBlock, anyio.EndOfStream):
             pass
         return batch
+
+    def read_times(self, count: int) -> list[float | None]:
+        """When each of the last ``count`` messages taken was read; the first call starts recording.
+
+        Call it right after taking them (no await in between); ``None`` where unknown.
+        """
+        if self.stamps is None:
+            self.stamps = ReadTimes()
+            return [None] * count
+        statistics = self.receive_stream.statistics()
+        # Still inside: waiting in the channel, on their way into it, put back.
+        inside = statistics.current_buffer_used + statistics.tasks_waiting_send + len(self._unread)
+        return self.stamps.times(count, inside)
 
     def unread(self, messages: list[Message]) -> None:
         """Put messages back in front: the next receive of any kind returns them first."""

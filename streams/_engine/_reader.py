@@ -9,6 +9,7 @@ protocol failure to delay, answers to write first, the end.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import anyio
@@ -107,6 +108,10 @@ class Reader:
         if messages:
             self.messages_in += len(messages)
             self.data_reads += 1
+            stamps = self._inbox.stamps
+            if stamps is not None:
+                # For timestamp(): the wall clock is safe in a transport's callback.
+                stamps.read_at = time.time()
         return messages
 
     async def _overflowed(self) -> None:
