@@ -30,6 +30,7 @@ from ._operators import JSONStreamMode as JSONStreamMode
 from ._operators import MessageStream as MessageStream
 from ._operators import OnDecodeError as OnDecodeError
 from ._operators import SupportsDecode as SupportsDecode
+from ._operators import Timestamped as Timestamped
 from ._operators import broadcast as broadcast
 from ._operators import bytes_stream as bytes_stream
 from ._operators import json_sender as json_sender
@@ -104,6 +105,7 @@ __all__ = [
     "StateChanges",
     "SupportsDecode",
     "SyncMessageStream",
+    "Timestamped",
     "WebSocketClient",
     "WebSocketDecodeError",
     "WebSocketDisconnect",

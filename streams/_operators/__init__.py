@@ -8,6 +8,9 @@
 * ``decode``: frame kinds and decoding (text, bytes, JSON, any decoder), shared
   with the sync streams;
 * ``fanin``: ``merge`` and ``broadcast``;
+* ``time``: ``throttle``, ``sample``, ``debounce``, ``timeout``, ``timestamp``;
+* ``stateful``: ``scan``, ``distinct_until_changed``;
+* ``group``: ``group_by``;
 * ``send``: :class:`JSONSender`;
 * ``typed``: :class:`TypedStreams`, the methods the session and the reconnecting
   feed offer (``ws.json(T)``, ``ws.text()``...).
@@ -31,6 +34,7 @@ from .send import json_sender as json_sender
 from .sources import BatchSource as BatchSource
 from .sources import message_stream as message_stream
 from .stream import MessageStream as MessageStream
+from .time import Timestamped as Timestamped
 from .typed import TypedStreams as TypedStreams
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "MessageStream",
     "OnDecodeError",
     "SupportsDecode",
+    "Timestamped",
     "TypedStreams",
     "broadcast",
     "bytes_stream",

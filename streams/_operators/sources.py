@@ -88,13 +88,30 @@ class _BatchRoot(_Root[Message]):
     source that cannot be weakly referenced) they stay in this stream.
     """
 
-    __slots__ = ("_unread_batch",)
+    __slots__ = ("_read_times", "_unread_batch", "read_times")
 
     def __init__(self, src: BatchSource) -> None:
         super().__init__(src)
         self._unread_batch: Callable[[list[Message]], object] | None = getattr(
             src, "_unread_batch", None
         )
+        #: With a ``timestamp()`` below: the source's ``_read_times``, and the
+        #: read times of the messages of the latest batch (a new list per batch).
+        self._read_times: Callable[[int], list[float | None]] | None = None
+        self.read_times: list[float | None] = []
+
+    def record_read_times(self) -> bool:
+        """Ask the source to record when it read each message; ``False`` if it cannot.
+
+        From then on each pull asks the source for at most the demand, so that
+        a stage asking one item at a time gets one message and its read time.
+        """
+        read_times = getattr(self._src, "_read_times", None)
+        if read_times is None:
+            return False
+        read_times(0)  # starts recording
+        self._read_times = read_times
+        return True
 
     def _give_back(self, items: list[Any]) -> bool:
         if self._unread_batch is not None:
@@ -111,6 +128,10 @@ class _BatchRoot(_Root[Message]):
     async def _produce(self, limit: int) -> list[Message]:
         batch = None if self._unread_batch is not None else self._stored()
         if batch is None:
+            if self._read_times is not None:
+                read: list[Message] = await self._src._receive_batch(limit)
+                self.read_times = self._read_times(len(read))
+                return read
             batch = await self._src._receive_batch()
         return batch
 

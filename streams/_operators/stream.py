@@ -20,7 +20,7 @@ from, so that they can hand the message back instead.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, overload
 
 import anyio
@@ -38,6 +38,7 @@ U = TypeVar("U")
 T_co = TypeVar("T_co", covariant=True)
 X = TypeVar("X")
 M = TypeVar("M", bound="Message")
+K = TypeVar("K", bound=Hashable)
 
 #: The demand of a plain ``async for``: everything available.
 ALL = sys.maxsize
@@ -305,6 +306,171 @@ class MessageStream(Generic[T_co]):
             check_minimum("timeout", timeout, 0)
         return _batch.Batch(self, size, timeout)
 
+    # ------------------------------------------------------------- time and state operators
+
+    def throttle(self, interval: float) -> MessageStream[T_co]:
+        """Yield the first item of each ``interval`` seconds and drop the others.
+
+        After an item goes on, the items that arrive in the next ``interval``
+        seconds (on ``anyio.current_time()``) are dropped (consumed); of a batch
+        that arrives at once, only the first can go on.
+
+        Returns:
+            A stream of the items that opened an interval.
+
+        Raises:
+            Exception: the source's error, at its position.
+
+        Cancelling is safe: nothing that went on is lost.
+        """
+        check_minimum("interval", interval, 0)
+        return _time.Throttle(self, interval)
+
+    def sample(self, interval: float) -> MessageStream[T_co]:
+        """Yield, every ``interval`` seconds, the latest item that arrived in between.
+
+        Ticks are ``interval`` (> 0) seconds apart from the first read; a tick with no new item
+        yields nothing. Older items of an interval are dropped. At the end of the
+        source, an item not yet yielded is yielded, then the stream ends.
+
+        Returns:
+            A stream of at most one item per tick.
+
+        Raises:
+            Exception: the source's error, after the item pending at that time.
+
+        Cancelling is safe: the pending item is kept for the next read.
+        """
+        if not interval > 0:
+            raise ValueError("interval must be > 0")
+        return _time.Sample(self, interval)
+
+    def debounce(self, interval: float) -> MessageStream[T_co]:
+        """Yield an item once ``interval`` seconds passed without a newer one.
+
+        Each new item replaces the pending one and restarts the wait, so a
+        steady flow yields nothing until it pauses. At the end of the source the
+        pending item is yielded at once.
+
+        Returns:
+            A stream of the items that were followed by a quiet ``interval``.
+
+        Raises:
+            Exception: the source's error, after the pending item.
+
+        Cancelling is safe: the pending item is kept for the next read.
+        """
+        check_minimum("interval", interval, 0)
+        return _time.Debounce(self, interval)
+
+    def timeout(self, seconds: float) -> MessageStream[T_co]:
+        """Raise ``TimeoutError`` when the next item takes longer than ``seconds`` to come.
+
+        The time counts from the moment an item is asked for with nothing
+        buffered. After the error, iterating again waits again.
+
+        Returns:
+            A stream of the same items.
+
+        Raises:
+            TimeoutError: no item came within ``seconds``.
+            Exception: the source's error, at its position.
+
+        Cancelling is safe: nothing is consumed.
+        """
+        check_minimum("seconds", seconds, 0)
+        return _time.Timeout(self, seconds)
+
+    def timestamp(self) -> MessageStream[_time.Timestamped[T_co]]:
+        """Pair each item with the time it was received: :class:`~streams.Timestamped`.
+
+        ``received_at`` is ``time.time()`` when the frame was read off the
+        socket (one clock call per read), not when you take the item: over a
+        session, directly or through one-stream operators (``json``, ``decode``,
+        ``map``, ``filter``...). The session records read times from the first
+        read of this stream on: messages already waiting then get the time they
+        reach this operator. Over a source without read times (a reconnecting
+        feed, a merged stream, a group of ``group_by``, an async iterable) it is
+        the time the item reaches this operator.
+
+        Over a session, items are asked one at a time (to pair each with its
+        message); use it where you need the times, not on a hot path you batch.
+
+        Returns:
+            A stream of ``Timestamped(value, received_at)``.
+
+        Raises:
+            Exception: the source's error, at its position.
+
+        Cancelling is safe: nothing is consumed.
+        """
+        return _time.Timestamp(self)
+
+    def scan(self, fn: Callable[[U, T_co], U], initial: U) -> MessageStream[U]:
+        """Yield the running result of ``acc = fn(acc, item)``, starting from ``initial``.
+
+        ``initial`` itself is not yielded: one result per item.
+
+        Returns:
+            A stream of the successive results.
+
+        Raises:
+            Exception: ``fn``'s error at that item's position (``acc`` stays as
+                it was before it); the source's error at its position.
+
+        Cancelling is safe: nothing is consumed.
+        """
+        check_sync_callable(fn)
+        return _stateful.Scan(self, fn, initial)
+
+    def distinct_until_changed(
+        self, key: Callable[[T_co], object] | None = None
+    ) -> MessageStream[T_co]:
+        """Drop each item equal to the one before it (compared by ``key(item)`` if given).
+
+        Returns:
+            A stream without consecutive repeats (dropped items are consumed).
+
+        Raises:
+            Exception: ``key``'s error at that item's position; the source's error.
+
+        Cancelling is safe: nothing is consumed.
+        """
+        if key is not None:
+            check_sync_callable(key)
+        return _stateful.DistinctUntilChanged(self, key)
+
+    def group_by(
+        self, key: Callable[[T_co], K], *, queue_size: int = 16
+    ) -> MessageStream[tuple[K, MessageStream[T_co]]]:
+        """Split the items by ``key(item)``: yield ``(key, stream)`` the first time a key is seen.
+
+        Each group's stream yields that key's items in order. Reading any of
+        the streams reads the source (no task is started). A group buffers up to
+        ``queue_size`` items not yet taken; when an item's group is full, the
+        source waits (nothing more is read) until that group's consumer takes
+        its items, so consume every group, or stop reading.
+
+        Example::
+
+            async with anyio.create_task_group() as tg:
+                async for sym, ticks in ws.json(Tick).group_by(lambda t: t.sym):
+                    tg.start_soon(follow, sym, ticks)
+
+        Returns:
+            A stream of ``(key, group stream)`` pairs. Every stream ends when
+            the source ends, after its items.
+
+        Raises:
+            Exception: the source's or ``key``'s error, raised by every stream
+                after its items.
+
+        Cancelling is safe: nothing read is lost.
+        """
+        check_sync_callable(key)
+        check_minimum("queue_size", queue_size, 1)
+        return _group.GroupBy(self, key, queue_size)
+
     def __or__(self, func: Callable[[MessageStream[T_co]], X]) -> X:
         """Pipe into a function of a stream, e.g. an aiostream pipe: ``ws.json(T) | pipe.take(3)``.
 
@@ -408,5 +574,8 @@ class Derived(Stage[T_co]):
 # The operator families build on the classes above.
 from . import batch as _batch  # noqa: E402
 from . import decode as _decode  # noqa: E402
+from . import group as _group  # noqa: E402
 from . import select as _select  # noqa: E402
+from . import stateful as _stateful  # noqa: E402
+from . import time as _time  # noqa: E402
 from . import transform as _transform  # noqa: E402
