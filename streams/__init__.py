@@ -12,6 +12,7 @@ Example::
 from ._connect import AsyncWebSocketClient as AsyncWebSocketClient
 from ._connect import aconnect_ws as aconnect_ws
 from ._exceptions import HTTPXWSException as HTTPXWSException
+from ._exceptions import SequenceGapError as SequenceGapError
 from ._exceptions import WebSocketDecodeError as WebSocketDecodeError
 from ._exceptions import WebSocketDisconnect as WebSocketDisconnect
 from ._exceptions import WebSocketInvalidTypeReceived as WebSocketInvalidTypeReceived
@@ -25,10 +26,14 @@ from ._operators import BatchSource as BatchSource
 from ._operators import BroadcastPolicy as BroadcastPolicy
 from ._operators import BroadcastStream as BroadcastStream
 from ._operators import DecodeErrorHandler as DecodeErrorHandler
+from ._operators import GapHandler as GapHandler
 from ._operators import JSONSender as JSONSender
 from ._operators import JSONStreamMode as JSONStreamMode
 from ._operators import MessageStream as MessageStream
 from ._operators import OnDecodeError as OnDecodeError
+from ._operators import OnGap as OnGap
+from ._operators import SequencedStream as SequencedStream
+from ._operators import Stale as Stale
 from ._operators import SupportsDecode as SupportsDecode
 from ._operators import Timestamped as Timestamped
 from ._operators import broadcast as broadcast
@@ -85,6 +90,7 @@ __all__ = [
     "DecodeErrorHandler",
     "DeflateOptions",
     "DisconnectSignal",
+    "GapHandler",
     "HTTPXWSException",
     "JSONMode",
     "JSONSender",
@@ -92,6 +98,7 @@ __all__ = [
     "Message",
     "MessageStream",
     "OnDecodeError",
+    "OnGap",
     "OutboxFullError",
     "OutboxOverflow",
     "Overflow",
@@ -100,7 +107,10 @@ __all__ = [
     "ReconnectSignal",
     "ReconnectingWebSocket",
     "ResumeSignal",
+    "SequenceGapError",
+    "SequencedStream",
     "SessionStatistics",
+    "Stale",
     "StateChange",
     "StateChanges",
     "SupportsDecode",

@@ -14,6 +14,7 @@ so code written for it keeps working::
     ├── WebSocketUpgradeError        the opening handshake was refused or invalid
     ├── WebSocketDecodeError         a message could not be decoded or validated
     │   └── WebsocketPayloadError        (streams.websocket) not bytes nor a JSON object
+    ├── SequenceGapError             items were missing from a numbered feed (stream.sequence)
     ├── WebsocketSignal              (streams.websocket) what a resilient connection should do
     │   ├── ReconnectSignal              try again
     │   ├── ResumeSignal                 try to resume the session
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HTTPXWSException",
+    "SequenceGapError",
     "WebSocketDecodeError",
     "WebSocketDisconnect",
     "WebSocketInvalidTypeReceived",
@@ -164,3 +166,32 @@ class WebSocketDecodeError(HTTPXWSException, ValueError):
         self.payload = payload
         self.reason = reason
         super().__init__(reason)
+
+
+class SequenceGapError(HTTPXWSException):
+    """Items are missing from a numbered feed: ``stream.sequence()`` met a gap.
+
+    Raised at the position of the first item after the gap (with
+    ``on_gap="raise"``), or passed to the ``on_gap`` callable. The item is not
+    lost: it is carried here.
+
+    Attributes:
+        expected: the number the stream expected next.
+        received: the number of the item that came instead (greater).
+        item: that item.
+    """
+
+    def __init__(self, expected: int, received: int, item: Any) -> None:
+        self.expected = expected
+        self.received = received
+        self.item = item
+        super().__init__(
+            f"sequence gap: expected {expected}, received {received}"
+            f" ({self.missing} missing); resynchronise (for example from a snapshot),"
+            " or pass on_gap='skip' or a callable to stream.sequence()"
+        )
+
+    @property
+    def missing(self) -> int:
+        """How many numbers were skipped (``received - expected``)."""
+        return self.received - self.expected

@@ -11,6 +11,7 @@
 * ``time``: ``throttle``, ``sample``, ``debounce``, ``timeout``, ``timestamp``;
 * ``stateful``: ``scan``, ``distinct_until_changed``;
 * ``group``: ``group_by``;
+* ``feed``: ``conflate``, ``stale``, ``sequence``;
 * ``send``: :class:`JSONSender`;
 * ``typed``: :class:`TypedStreams`, the methods the session and the reconnecting
   feed offer (``ws.json(T)``, ``ws.text()``...).
@@ -29,6 +30,10 @@ from .fanin import BroadcastPolicy as BroadcastPolicy
 from .fanin import BroadcastStream as BroadcastStream
 from .fanin import broadcast as broadcast
 from .fanin import merge as merge
+from .feed import GapHandler as GapHandler
+from .feed import OnGap as OnGap
+from .feed import SequencedStream as SequencedStream
+from .feed import Stale as Stale
 from .send import JSONSender as JSONSender
 from .send import json_sender as json_sender
 from .sources import BatchSource as BatchSource
@@ -43,10 +48,14 @@ __all__ = [
     "BroadcastStream",
     "Converter",
     "DecodeErrorHandler",
+    "GapHandler",
     "JSONSender",
     "JSONStreamMode",
     "MessageStream",
     "OnDecodeError",
+    "OnGap",
+    "SequencedStream",
+    "Stale",
     "SupportsDecode",
     "Timestamped",
     "TypedStreams",

@@ -30,6 +30,7 @@ from .._checks import check_minimum, check_on_error, check_sync_callable
 if TYPE_CHECKING:
     from .._types import Message
     from .decode import OnDecodeError, SupportsDecode
+    from .feed import OnGap, SequencedStream, Stale
 
 __all__ = ["ALL", "Derived", "MessageStream", "Stage"]
 
@@ -37,6 +38,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 T_co = TypeVar("T_co", covariant=True)
 X = TypeVar("X")
+K = TypeVar("K")
 M = TypeVar("M", bound="Message")
 K = TypeVar("K", bound=Hashable)
 
@@ -471,6 +473,112 @@ class MessageStream(Generic[T_co]):
         check_minimum("queue_size", queue_size, 1)
         return _group.GroupBy(self, key, queue_size)
 
+    # ------------------------------------------------------------- feed operators (feed.py)
+
+    def conflate(self, key: Callable[[T_co], Hashable]) -> MessageStream[T_co]:
+        """Keep only the latest item per key of what is available: for a consumer that falls behind.
+
+        Each time it is asked for items, it takes everything the source has
+        already received, without waiting for more (it waits only when nothing
+        is there), and yields the latest item of each key, in the order the
+        keys first arrived in. Older items of a key are dropped (consumed).
+        With ``overflow="drop_oldest"`` on the session, the socket keeps being
+        read however slow the consumer is::
+
+            async for tick in ws.json(Tick).conflate(lambda t: t.sym):
+                await redraw(tick)  # slow: meanwhile, only each symbol's last tick is kept
+
+        Args:
+            key: returns an item's key (hashable).
+
+        Returns:
+            A stream of the same items, fewer of them. An exception raised by
+            ``key`` is raised at that item's position (the item is consumed),
+            after the items conflated before it. Cancelling is safe.
+        """
+        check_sync_callable(key)
+        return _feed.Conflate(self, key)
+
+    def stale(self, key: Callable[[T_co], K], after: float) -> MessageStream[T_co | Stale[K]]:
+        """Yield a :class:`~streams.Stale` marker, in line with the items, when a key goes quiet.
+
+        A key is quiet once no item of it was received for ``after`` seconds;
+        the marker is yielded once per quiet spell (the next item of the key
+        ends it), carrying the key and when it was last seen (:func:`time.time`).
+        Keys are known from their first item. Times are measured when this
+        stream receives items: a consumer so slow that items of a key wait
+        unread may see the key as quiet (see ``stale_after=`` on the session
+        for a feed that goes quiet as a whole). Built on ``anyio.current_time()``:
+        works on asyncio and trio, and with a virtual clock::
+
+            async for item in ws.json(Tick).stale(lambda t: t.sym, after=5.0):
+                if isinstance(item, streams.Stale):
+                    print(f"no news of {item.key} for 5 s")
+
+        Args:
+            key: returns an item's key (hashable).
+            after: the quiet time, in seconds (greater than 0).
+
+        Returns:
+            A stream of the items and ``Stale`` markers. An exception raised by
+            ``key`` is raised at that item's position (the item is consumed).
+            Cancelling is safe.
+
+        Raises:
+            ValueError: ``after`` is not greater than 0.
+        """
+        check_sync_callable(key)
+        if not after > 0:
+            raise ValueError(f"after must be > 0, not {after!r}")
+        return _feed.StaleMarkers(self, key, after)
+
+    def sequence(
+        self, key: Callable[[T_co], int], *, on_gap: OnGap = "raise", start: int | None = None
+    ) -> SequencedStream[T_co]:
+        """Check per-item sequence numbers: gaps, duplicates and items out of order.
+
+        Each item's number (``key(item)``, e.g. ``lambda m: m.seq``) must be
+        the previous one plus one. Duplicates and items older than expected
+        are always dropped (counted in ``dropped``). At a gap (a number greater
+        than expected; counted in ``gaps``):
+
+        * ``"raise"``: :class:`~streams.SequenceGapError` ``(expected,
+          received, item)`` is raised at the item's position, after the items
+          before it; iterating again goes on after that item (it is carried by
+          the error).
+        * ``"skip"``: the item goes on; the stream follows from its number.
+        * a callable (sync or async): called with the ``SequenceGapError``
+          once the items before the gap were delivered; it returns ``None`` (go
+          on from the received number) or the next number to expect, after a
+          resynchronisation: items older than that are then dropped, and if the
+          item is still ahead of it, that is a new gap and the callable is
+          called again. If it raises, the error is raised at the item's
+          position and the item stays unread. A snapshot + deltas feed::
+
+              async def resync(gap: streams.SequenceGapError) -> int:
+                  snapshot = await fetch_snapshot()  # deltas queue up meanwhile
+                  book.reset(snapshot)
+                  return snapshot.seq + 1  # older deltas are dropped
+
+              deltas = ws.json(Delta).sequence(lambda d: d.seq, on_gap=resync)
+
+        Args:
+            key: returns an item's sequence number (an ``int``).
+            on_gap: ``"raise"`` (the default), ``"skip"`` or a callable.
+            start: the number expected first (e.g. a snapshot's number plus
+                one); by default the first item's number.
+
+        Returns:
+            A :class:`~streams.SequencedStream` of the items in sequence.
+            Cancelling is safe, also while the callable runs (the item stays
+            unread, and it is called again when reading goes on).
+
+        Raises:
+            ValueError: ``on_gap`` is neither ``"raise"``, ``"skip"`` nor a callable.
+        """
+        check_sync_callable(key)
+        return _feed.SequencedStream(self, key, on_gap, start)
+
     def __or__(self, func: Callable[[MessageStream[T_co]], X]) -> X:
         """Pipe into a function of a stream, e.g. an aiostream pipe: ``ws.json(T) | pipe.take(3)``.
 
@@ -574,6 +682,7 @@ class Derived(Stage[T_co]):
 # The operator families build on the classes above.
 from . import batch as _batch  # noqa: E402
 from . import decode as _decode  # noqa: E402
+from . import feed as _feed  # noqa: E402
 from . import group as _group  # noqa: E402
 from . import select as _select  # noqa: E402
 from . import stateful as _stateful  # noqa: E402
