@@ -20,6 +20,12 @@ Endpoints (query parameters in brackets; every endpoint also takes ``id``, see `
 /json [n]                    send {"sym": "ABC", "px": 1.5, "seq": i} for i in range(n)
                              (default 3), then echo
 /stats [of]                  send the JSON snapshot of ``REGISTRY[of]``, then close 1000
+/market [feed]               an exchange-like quote feed (see `market`): after the client's
+                             {"op": "subscribe", "symbols": [...]}, quotes {"seq", "sym", "px"};
+                             10, then the rest once a snapshot was served; one is lost, one
+                             repeated; the last symbol goes quiet halfway; {"op": "stop"} ends
+                             it (close 1000)
+/market/snapshot [feed]      send {"seq", "prices"}: the book of ``feed`` as it stands, then close
 
 Observing the server side: pass ``?id=<unique>`` (see `new_id()`) and read ``REGISTRY[id]``,
 a `ConnectionRecord` updated live by the handler (messages received, close code received, send
@@ -325,6 +331,80 @@ async def stats(conn: Conn, rec: ConnectionRecord) -> None:
     await conn.close(1000, "")
 
 
+@dataclasses.dataclass
+class Market:
+    """The book of one /market feed: the last price per symbol, and the last quote number."""
+
+    seq: int = 0
+    prices: dict[str, float] = dataclasses.field(default_factory=dict)
+    snapshot_served: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+    def quote(self, sym: str) -> str:
+        """Publish the next quote of ``sym``: update the book, return the quote as JSON."""
+        self.seq += 1
+        px = round(100.0 + self.seq * 0.25, 2)
+        self.prices[sym] = px
+        return json.dumps({"seq": self.seq, "sym": sym, "px": px})
+
+
+MARKETS: dict[str, Market] = {}
+"""The /market books by ``feed`` name (each client picks its own; the server thread owns them)."""
+
+MARKET_LOST = 120
+MARKET_REPEATED = 60
+
+
+async def market(conn: Conn, rec: ConnectionRecord) -> None:
+    """/market: 10 quotes, then (once a snapshot of the book was served) bursts of quotes for
+    every symbol (4 bursts of 50, 20 ms apart), quote `MARKET_LOST` lost and `MARKET_REPEATED`
+    sent twice; then every symbol but the last, one quote every 10 ms, until the client sends
+    {"op": "stop"}; then close 1000."""
+    await conn.accept(None)
+    book = MARKETS.setdefault(conn.query.get("feed", ""), Market())
+    request = await _receive(conn, rec)
+    if request is None:
+        return
+    symbols: list[str] = json.loads(request)["symbols"]
+    stop = anyio.Event()
+
+    async def listen() -> None:
+        while (message := await _receive(conn, rec)) is not None:
+            if json.loads(message).get("op") == "stop":
+                break
+        stop.set()
+
+    async def publish(sym: str) -> None:
+        quote = book.quote(sym)
+        if book.seq != MARKET_LOST:
+            for _ in range(2 if book.seq == MARKET_REPEATED else 1):
+                await _send(conn, rec, quote)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(listen)
+        for i in range(10):
+            await publish(symbols[i % len(symbols)])
+        await book.snapshot_served.wait()
+        for _ in range(4):
+            for i in range(50):
+                await publish(symbols[i % len(symbols)])
+            await anyio.sleep(0.02)
+        i = 0
+        while not stop.is_set():
+            await publish(symbols[i % (len(symbols) - 1)])
+            i += 1
+            with anyio.move_on_after(0.01):
+                await stop.wait()
+    await conn.close(1000, "")
+
+
+async def market_snapshot(conn: Conn, rec: ConnectionRecord) -> None:
+    await conn.accept(None)
+    book = MARKETS.setdefault(conn.query.get("feed", ""), Market())
+    await _send(conn, rec, json.dumps({"seq": book.seq, "prices": book.prices}))
+    book.snapshot_served.set()
+    await conn.close(1000, "")
+
+
 Handler = Callable[[Conn, ConnectionRecord], Awaitable[None]]
 
 ENDPOINTS: dict[str, Handler] = {
@@ -337,6 +417,8 @@ ENDPOINTS: dict[str, Handler] = {
     "/reject": reject,
     "/json": json_,
     "/stats": stats,
+    "/market": market,
+    "/market/snapshot": market_snapshot,
 }
 
 

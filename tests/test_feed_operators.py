@@ -431,3 +431,103 @@ async def test_conflate_and_sequence_on_a_merged_stream() -> None:
     ):
         latest = await merged.conflate(lambda pair: pair[1].sym).collect()
     assert [(key, t.sym, t.seq) for key, t in latest] == [("x", "A", 4), ("x", "B", 5)]
+
+
+# ------------------------------------------------------------------ the snapshot + deltas recipe
+
+
+class Delta(msgspec.Struct):
+    seq: int
+    sym: str
+    px: float
+
+
+class Snapshot(msgspec.Struct):
+    seq: int
+    book: dict[str, float]
+
+
+class Exchange:
+    """An exchange-like server: each update changes the book and takes the next number.
+
+    ``/deltas`` publishes updates after a subscription, losing those in ``lost``, sending those
+    in ``repeated`` twice and those in ``late`` after the next one; between rounds it waits for
+    the n-th snapshot to be served, so that the snapshots fall where the test wants them.
+    ``/snapshot`` serves the book as it stands.
+    """
+
+    def __init__(self, rounds: list[int], lost: set[int], repeated: set[int], late: set[int]):
+        self.rounds = rounds
+        self.lost, self.repeated, self.late = lost, repeated, late
+        self.seq = 0
+        self.book: dict[str, float] = {}
+        self.snapshots: list[int] = []
+        self.served = [anyio.Event() for _ in rounds]
+
+    def update(self) -> str:
+        self.seq += 1
+        sym, px = "XYZ"[self.seq % 3], 100.0 + self.seq
+        self.book[sym] = px
+        return json.dumps({"seq": self.seq, "sym": sym, "px": px})
+
+    async def script(self, peer: ScriptedPeer) -> None:
+        if peer.path == "/snapshot":
+            await peer.send_text(json.dumps({"seq": self.seq, "book": self.book}))
+            self.snapshots.append(self.seq)
+            self.served[len(self.snapshots) - 1].set()
+            await peer.close_handshake(1000)
+            return
+        assert json.loads(await peer.receive_message()) == {"op": "subscribe"}
+        for i, count in enumerate(self.rounds):
+            if i:
+                await self.served[i - 1].wait()
+            frames: list[str] = []
+            held: str | None = None
+            for _ in range(count):
+                delta = self.update()
+                if self.seq in self.lost:
+                    continue
+                frames += [delta] * (2 if self.seq in self.repeated else 1)
+                if held is not None:
+                    frames.append(held)
+                    held = None
+                if self.seq in self.late:
+                    held = frames.pop()
+            await send_all(peer, frames)
+        await peer.close_handshake(1000)
+
+
+async def fetch_snapshot(url: str) -> Snapshot:
+    async with streams.aconnect_ws(url + "/snapshot", keepalive_ping_interval_seconds=None) as ws:
+        return await ws.json(Snapshot).first()
+
+
+async def test_snapshot_and_deltas_recipe_rebuilds_the_book() -> None:
+    # Round 1 (1-4) comes before the first snapshot, or partly after it; round 2 (5-9) loses
+    # 6, repeats 8 and sends 7 after 8: at 8, the client fetches a second snapshot (at 9), and
+    # 8, 8, 7 and 9 are older than it; round 3 (10-12) repeats 10.
+    exchange = Exchange([4, 5, 3], lost={6}, repeated={8, 10}, late={7})
+    async with scripted_server(exchange.script) as url, connect(url) as ws:
+        await ws.send_json({"op": "subscribe"})
+        snapshot = await fetch_snapshot(url)  # the deltas wait in the session meanwhile
+        book = dict(snapshot.book)
+        gaps: list[tuple[int, int]] = []
+
+        async def resync(gap: SequenceGapError) -> int:
+            gaps.append((gap.expected, gap.received))
+            fresh = await fetch_snapshot(url)
+            book.clear()
+            book.update(fresh.book)
+            return fresh.seq + 1
+
+        deltas = ws.json(Delta).sequence(lambda d: d.seq, on_gap=resync, start=snapshot.seq + 1)
+        applied: list[int] = []
+        async for delta in deltas:
+            book[delta.sym] = delta.px
+            applied.append(delta.seq)
+    assert exchange.snapshots == [snapshot.seq, 9]
+    assert book == exchange.book
+    assert gaps == [(6, 8)]
+    assert applied == [*range(snapshot.seq + 1, 6), 10, 11, 12]
+    # Dropped: 1 to the snapshot, then 8, 8, 7 and 9 after the gap, and 10 repeated.
+    assert (deltas.gaps, deltas.dropped) == (1, snapshot.seq + 5)
