@@ -19,6 +19,9 @@ from streams import (
     JSONSender,
     Message,
     MessageStream,
+    SequencedStream,
+    SequenceGapError,
+    Stale,
     WebSocketDecodeError,
     broadcast,
     bytes_stream,
@@ -124,3 +127,25 @@ async def sending(ws: AsyncWebSocketSession) -> None:
         await out.send(Trade("ABC", 1))  # type: ignore[arg-type]
     ticks_out: anyio.abc.ObjectSendStream[Tick] = json_sender(ws, Tick)
     await ticks_out.aclose()
+
+
+async def feed_operators(ws: AsyncWebSocketSession) -> None:
+    ticks = ws.json(Tick)
+    assert_type(ticks.conflate(lambda t: t.sym), MessageStream[Tick])
+    assert_type(ticks.stale(lambda t: t.sym, 5.0), MessageStream[Tick | Stale[str]])
+    checked = ticks.sequence(lambda t: int(t.px), on_gap="skip")
+    assert_type(checked, SequencedStream[Tick])
+    assert_type(checked.gaps, int)
+    assert_type(checked.expected, int | None)
+
+    async def resync(gap: SequenceGapError) -> int:
+        assert_type(gap.received, int)
+        return gap.received
+
+    ticks.sequence(lambda t: int(t.px), on_gap=resync, start=1)
+    ticks.sequence(lambda t: int(t.px), on_gap=lambda gap: None)
+    async for item in ticks.stale(lambda t: t.sym, 1.0):
+        if isinstance(item, Stale):
+            assert_type(item.last_seen, float)
+        else:
+            assert_type(item, Tick)
