@@ -410,6 +410,40 @@ async def test_operators_on_a_reconnecting_feed() -> None:
     assert (stream.gaps, stream.dropped) == (1, 1)
 
 
+async def test_conflate_and_stale_on_a_reconnecting_feed() -> None:
+    connections = 0
+
+    async def script(peer: ScriptedPeer) -> None:
+        nonlocal connections
+        connections += 1
+        if connections == 1:
+            await send_all(peer, [tick("A", 1), tick("B", 1), tick("A", 2)])
+            await peer.close_handshake(1000)  # the feed reconnects
+        else:
+            await send_all(peer, [tick("A", 3)])  # B is gone for good
+            await peer.answer_close()
+
+    async with (
+        scripted_server(script) as url,
+        streams.reconnecting_ws(
+            url + "/feed", backoff=FAST, keepalive_ping_interval_seconds=None
+        ) as feed,
+    ):
+        ticks: list[tuple[str, int]] = []
+        marked: list[Any] = []
+        stream = feed.json(Tick).conflate(lambda t: t.sym).stale(lambda t: t.sym, after=QUIET)
+        async for item in stream:
+            if isinstance(item, Stale):
+                marked.append(item.key)
+            else:
+                ticks.append((item.sym, item.seq))
+            if ("A", 3) in ticks and "B" in marked:
+                break
+    # The first connection's three ticks came in one batch: A's first tick gave way.
+    assert ticks == [("A", 2), ("B", 1), ("A", 3)]
+    assert marked.count("B") == 1
+
+
 async def test_conflate_and_sequence_on_a_merged_stream() -> None:
     async def script(peer: ScriptedPeer) -> None:
         await send_all(peer, [tick("A", n) for n in (1, 2, 2, 4)] + [tick("B", 5)])
