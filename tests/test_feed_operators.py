@@ -318,7 +318,7 @@ def test_sequence_checks_its_arguments() -> None:
     send.close()
     receive.close()
     stream = message_stream(receive)
-    with pytest.raises(ValueError, match="on_gap must be 'raise' or 'skip', not 'ignore'"):
+    with pytest.raises(ValueError, match="'skip' or a callable, not 'ignore'"):
         stream.sequence(len, on_gap="ignore")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="on_gap must be"):
         stream.sequence(len, on_gap=3)  # type: ignore[arg-type]

@@ -22,7 +22,6 @@ from typing import Any, Generic, Literal, TypeAlias, TypeVar
 
 import anyio
 
-from .._checks import check_choice
 from .._exceptions import SequenceGapError
 from .stream import ALL, MessageStream, Stage
 
@@ -179,9 +178,7 @@ class SequencedStream(Stage[T]):
         start: int | None,
     ) -> None:
         super().__init__(up)
-        if isinstance(on_gap, str):
-            check_choice("on_gap", on_gap, ("raise", "skip"))
-        elif not callable(on_gap):
+        if not (on_gap in ("raise", "skip") if isinstance(on_gap, str) else callable(on_gap)):
             raise ValueError(f"on_gap must be 'raise', 'skip' or a callable, not {on_gap!r}")
         self._key = key
         self._on_gap = on_gap
