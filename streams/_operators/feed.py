@@ -45,8 +45,8 @@ OnGap: TypeAlias = Literal["raise", "skip"] | GapHandler
 class Conflate(Stage[T]):
     """``conflate(key)``: of each pull, the latest item per key, in order of first arrival.
 
-    One pull takes everything the source has (a session's or a reconnecting
-    feed's whole queue), waiting only when nothing is there.
+    One pull takes what the source has (a session's or a reconnecting feed's
+    whole queue, a merged stream's next batch), waiting only when nothing is there.
     """
 
     __slots__ = ("_key",)

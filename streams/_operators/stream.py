@@ -478,10 +478,11 @@ class MessageStream(Generic[T_co]):
     def conflate(self, key: Callable[[T_co], Hashable]) -> MessageStream[T_co]:
         """Keep only the latest item per key of what is available: for a consumer that falls behind.
 
-        Each time it is asked for items, it takes everything the source has
-        already received, without waiting for more (it waits only when nothing
-        is there), and yields the latest item of each key, in the order the
-        keys first arrived in. Older items of a key are dropped (consumed).
+        Each time it is asked for items, it takes what the source has already
+        received, without waiting for more (it waits only when nothing is
+        there): the whole queue of a session or a reconnecting feed, the next
+        batch of a merged stream. It yields the latest item of each key, in the
+        order the keys first arrived in. Older items of a key are dropped (consumed).
         With ``overflow="drop_oldest"`` on the session, the socket keeps being
         read however slow the consumer is::
 
