@@ -38,7 +38,6 @@ T = TypeVar("T")
 U = TypeVar("U")
 T_co = TypeVar("T_co", covariant=True)
 X = TypeVar("X")
-K = TypeVar("K")
 M = TypeVar("M", bound="Message")
 K = TypeVar("K", bound=Hashable)
 
