@@ -9,7 +9,6 @@ connection's network stream then belongs to the session.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import ssl
@@ -22,7 +21,7 @@ import httpx
 
 from ._connect_errors import check_request_keywords, http_url, restated
 from ._exceptions import WebSocketUpgradeError
-from ._http import AsyncHTTPTransport
+from ._http import AsyncHTTPTransport, shared_ssl_context
 from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
 from ._pool import leave_pool
 from ._session import AsyncWebSocketSession
@@ -47,10 +46,9 @@ AsyncSession = TypeVar("AsyncSession", bound=AsyncWebSocketSession)
 _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-websocket-extensions")
 
 
-@functools.cache
 def default_ssl_context() -> ssl.SSLContext:
     """The SSL context of the default client, made once: loading CA certificates is slow."""
-    return httpx.create_ssl_context()
+    return shared_ssl_context()
 
 
 def default_client() -> httpx.AsyncClient:

@@ -16,7 +16,9 @@ fails loudly if that happens on the installed versions).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -40,7 +42,9 @@ class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
         async with streams.aconnect_ws("wss://example.com/ws", client) as ws: ...
 
     A client given ``transport=`` no longer reads the proxy environment
-    variables: pass ``proxy=`` here, or mount one transport per proxy.
+    variables: pass ``proxy=`` here, or mount one transport per proxy. With
+    ``verify=True`` (the default) every transport shares one SSL context
+    (loading the CA certificates once), so a client per session stays cheap.
 
     Attributes:
         uses_streams_backend: whether the pool uses the library's backend.
@@ -61,6 +65,8 @@ class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> None:
         extra: dict[str, Any] = {} if limits is None else {"limits": limits}
+        if verify is True and cert is None:
+            verify = shared_ssl_context(trust_env)
         super().__init__(
             verify=verify,
             cert=cert,
@@ -75,6 +81,24 @@ class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
             **extra,
         )
         self.uses_streams_backend = _install_backend(self)
+
+
+def shared_ssl_context(trust_env: bool = True) -> ssl.SSLContext:
+    """httpx's SSL context for ``verify=True``, made once per CA location and shared.
+
+    Loading the CA certificates takes about 20 ms and 1 MiB per context:
+    a client per session would pay that per session. The context depends on
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` (with ``trust_env``), as httpx's does.
+    """
+    if not trust_env:
+        return _ssl_context(False, None, None)
+    return _ssl_context(True, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    # The environment is read again inside, as it was when the key was made.
+    return httpx.create_ssl_context(trust_env=trust_env)
 
 
 def _install_backend(transport: httpx.AsyncHTTPTransport) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import ssl
 import urllib.request
 
@@ -163,3 +164,31 @@ def test_proxy_variables_are_found_in_any_case(name: str, monkeypatch: pytest.Mo
     assert _proxies_configured()
     monkeypatch.setenv(name, "")  # an empty value is no proxy, as for urllib
     assert not _proxies_configured()
+
+
+def test_transports_with_default_verification_share_one_ssl_context(
+    tmp_path: pathlib.Path, ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    def context(transport: streams.AsyncHTTPTransport) -> ssl.SSLContext:
+        ssl_context = transport._pool._ssl_context
+        assert ssl_context is not None
+        return ssl_context
+
+    first, second = streams.AsyncHTTPTransport(), streams.AsyncHTTPTransport()
+    assert context(first) is context(second)
+    assert context(first).verify_mode is ssl.CERT_REQUIRED
+    assert context(first).check_hostname
+    # What httpx reads from the environment still counts, as with httpx's own transport.
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    from_env = context(streams.AsyncHTTPTransport())
+    assert from_env is not context(first)
+    assert from_env is context(streams.AsyncHTTPTransport())
+    assert context(streams.AsyncHTTPTransport(trust_env=False)) is not from_env
+    # Given a context or a client certificate, the transport uses what it was given.
+    own = ssl.create_default_context()
+    assert context(streams.AsyncHTTPTransport(verify=own)) is own
