@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,14 +72,29 @@ def send_text(size: int) -> str:
 
 @dataclass(frozen=True)
 class Scenario:
-    """One measurement. ``unit`` says what the reported value is, ``higher`` whether more is better."""
+    """One measurement. ``unit`` says what the reported value is, ``higher`` whether more is better.
+
+    ``default`` holds the counts of a default run, ``quick`` those of ``--quick``, ``full`` those of
+    ``--full`` (the default counts when None). ``extra`` names a second figure the clients report
+    with the value, lower is better: (result key, column title).
+    """
 
     name: str
     title: str
     unit: str
     higher: bool
-    full: dict[str, int]
+    default: dict[str, int]
     quick: dict[str, int]
+    full: dict[str, int] | None = None
+    extra: tuple[str, str] | None = None
+
+    def params(self, mode: str) -> dict[str, int]:
+        """The counts of a run in ``mode``: "quick", "default" or "full"."""
+        if mode == "quick":
+            return self.quick
+        if mode == "full" and self.full is not None:
+            return self.full
+        return self.default
 
 
 MIB = 1024 * 1024
@@ -145,11 +160,23 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "idle_memory",
-            "Memory per idle session",
+            "Memory per idle session, compression declined",
             "KiB",
             False,
-            {"n": 1000},
+            {"n": 1_000},
             {"n": 100},
+            full={"n": 10_000},
+            extra=("open_seconds", "open all (s)"),
+        ),
+        Scenario(
+            "idle_deflate",
+            "Memory per idle session, permessage-deflate",
+            "KiB",
+            False,
+            {"n": 1_000},
+            {"n": 100},
+            full={"n": 10_000},
+            extra=("open_seconds", "open all (s)"),
         ),
         Scenario(
             "flood_memory",
@@ -165,9 +192,24 @@ SCENARIOS: dict[str, Scenario] = {
 #: Size of the messages in the flood scenario and the bounded queue the streams client uses there.
 FLOOD_QUEUE_SIZE = 16
 
+#: The idle scenarios: every client offers permessage-deflate at its library's defaults; the
+#: server declines it in ``idle_memory`` and accepts the offer as made in ``idle_deflate``.
+IDLE = ("idle_memory", "idle_deflate")
+
+#: Handshakes in flight at once while a client opens its idle sessions, the same for every library.
+HANDSHAKES_IN_FLIGHT = 100
+
+#: File descriptors left free besides one per session (the interpreter, the libraries, the loop).
+FD_MARGIN = 100
+
 
 def blast_path(n: int, size: int, kind: str) -> str:
     return f"/blast?n={n}&size={size}&kind={kind}"
+
+
+def idle_path(scenario: str) -> str:
+    """The server path of an idle scenario: ``/idle``, with ``?deflate=1`` to accept compression."""
+    return "/idle?deflate=1" if scenario == "idle_deflate" else "/idle"
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,10 +349,37 @@ def client_args(variants: tuple[str, ...]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     random.seed(args.seed)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < min(hard, 8192):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    raise_open_files()
     return args
+
+
+def raise_open_files() -> int:
+    """Raise the soft limit on open files up to the hard limit; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # a system that caps the soft limit lower (macOS)
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 30
+
+
+def sessions_that_fit(n: int) -> tuple[int, str | None]:
+    """Return how many of ``n`` sessions the open-files limit allows, and a note if fewer.
+
+    Each session holds one socket; :data:`FD_MARGIN` descriptors stay free for the rest.
+    """
+    limit = raise_open_files()
+    in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+    room = limit - in_use - FD_MARGIN
+    if room >= n:
+        return n, None
+    fit = max(room, 1)
+    return fit, (
+        f"open-files hard limit {limit:,} is below {n:,} sessions plus a margin of "
+        f"{in_use + FD_MARGIN}: measured {fit:,} sessions (raise it with `ulimit -Hn`)"
+    )
 
 
 def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -320,6 +389,50 @@ def ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     if args.ca is None:
         raise SystemExit("a wss:// URL needs --ca, the PEM file of the server's CA")
     return ssl.create_default_context(cafile=args.ca)
+
+
+async def open_idle(
+    args: argparse.Namespace, library: str, open_one: Callable[[], Awaitable[object]]
+) -> None:
+    """Open ``--n`` idle sessions with ``open_one`` and report memory per session and time to open.
+
+    ``open_one`` opens one session and returns once its handshake is done, the session staying
+    open (it returns an object to keep, or a holder task keeps it). One session is opened first
+    and kept, so that first-use costs (imports, caches) are not counted. Then
+    :data:`HANDSHAKES_IN_FLIGHT` tasks open the rest, one at a time each: the same number of
+    handshakes in flight for every library. The value is the RSS growth over the sessions after
+    they are all open, divided by their number; ``open_seconds`` is the wall time to open them.
+    Reports (and leaves the process) through :func:`emit`.
+    """
+    import anyio
+
+    n, note = sessions_that_fit(args.n)
+    kept: list[object] = [await open_one()]
+    await anyio.sleep(0.1)
+    before = settle_rss()
+    remaining = n
+
+    async def opener() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            kept.append(await open_one())
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(min(HANDSHAKES_IN_FLIGHT, n)):
+            tg.start_soon(opener)
+    seconds = time.perf_counter() - t0
+    await anyio.sleep(0.3)
+    after = settle_rss()
+    result: dict[str, Any] = {
+        "value": (after - before) / n / 1024,
+        "open_seconds": round(seconds, 4),
+        "sessions": len(kept) - 1,
+    }
+    if note is not None:
+        result["note"] = f"{library}, {args.scenario}: {note}"
+    emit(args, library, result)
 
 
 def emit(args: argparse.Namespace, library: str, result: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Benchmark client for aiohttp's WebSocket client (``ClientSession.ws_connect``).
 
-Variants: ``asyncio``, ``uvloop``. Default settings except no heartbeat and ``max_msg_size``
+Variants: ``asyncio``, ``uvloop``. Default settings except no heartbeat, ``compress=15`` (an offer of permessage-deflate) in the
+idle scenarios and ``max_msg_size``
 large enough for 1 MiB messages; on wss:// the certificate is verified against ``--ca``
 (``ssl=``). One ``ClientSession`` is shared by all sessions, as aiohttp recommends.
 """
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import aiohttp
 import msgspec
 from _common import (
+    IDLE,
     MIB,
     RssSampler,
     Tick,
@@ -25,7 +27,9 @@ from _common import (
     blast_path,
     client_args,
     emit,
+    idle_path,
     latency,
+    open_idle,
     run_main,
     send_text,
     settle_rss,
@@ -103,18 +107,12 @@ async def main() -> None:
                 w.stop()
             assert reply == f"done {n}", reply
             emit(args, "aiohttp", throughput(s, n, size, w))
-        elif s == "idle_memory":
-            async with http.ws_connect(url + "/echo", **OPTIONS):
-                pass
-            before = settle_rss()
-            sessions = []
-            for i in range(0, n, 50):
-                sessions += await asyncio.gather(
-                    *(http.ws_connect(url + "/echo", **OPTIONS) for _ in range(min(50, n - i)))
-                )
-            await asyncio.sleep(0.3)
-            after = settle_rss()
-            emit(args, "aiohttp", {"value": (after - before) / n / 1024, "sessions": len(sessions)})
+        elif s in IDLE:
+            # aiohttp offers no compression unless asked: compress=15 is its documented way
+            # to offer permessage-deflate (its default window).
+            idle = {**OPTIONS, "compress": 15}
+            path = url + idle_path(s)
+            await open_idle(args, "aiohttp", lambda: http.ws_connect(path, **idle))
         elif s == "flood_memory":
             async with http.ws_connect(url + "/echo", **OPTIONS):
                 pass

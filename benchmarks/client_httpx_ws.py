@@ -27,7 +27,9 @@ from _common import (
     blast_path,
     client_args,
     emit,
+    idle_path,
     latency,
+    open_idle,
     run_main,
     send_text,
     settle_rss,
@@ -41,6 +43,7 @@ OPTIONS: dict[str, Any] = {
     "max_message_size_bytes": 16 * MIB,
     "keepalive_ping_interval_seconds": None,
 }
+NO_DEFLATE = "httpx-ws does not offer permessage-deflate: no row in the idle scenario with it"
 KIND = {
     "recv_text": "text",
     "recv_json": "json",
@@ -118,30 +121,17 @@ async def main() -> None:
         emit(args, "httpx-ws", throughput(s, n, size, w))
     elif s == "idle_memory":
         client = shared_client()
-        async with aconnect_ws(url + "/echo", client, **OPTIONS):
-            pass
-        before = settle_rss()
-        opened = 0
-        all_open = anyio.Event()
-        limiter = anyio.Semaphore(50)
+        path = url + idle_path(s)
 
-        async def hold() -> None:
-            nonlocal opened
-            await limiter.acquire()
-            async with aconnect_ws(url + "/echo", client, **OPTIONS):
-                limiter.release()
-                opened += 1
-                if opened == n:
-                    all_open.set()
+        async def hold(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async with aconnect_ws(path, client, **OPTIONS):
+                task_status.started()
                 await anyio.sleep_forever()
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(n):
-                tg.start_soon(hold)
-            await all_open.wait()
-            await anyio.sleep(0.3)
-            after = settle_rss()
-            emit(args, "httpx-ws", {"value": (after - before) / n / 1024, "sessions": opened})
+        async with anyio.create_task_group() as holders:
+            await open_idle(args, "httpx-ws", lambda: holders.start(hold))
+    elif s == "idle_deflate":
+        emit(args, "httpx-ws", {"skip": "no permessage-deflate", "note": NO_DEFLATE})
     elif s == "flood_memory":
         client = shared_client()
         async with aconnect_ws(url + "/echo", client, **OPTIONS):

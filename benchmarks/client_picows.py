@@ -26,7 +26,9 @@ from _common import (
     blast_path,
     client_args,
     emit,
+    idle_path,
     latency,
+    open_idle,
     run_main,
     send_text,
     settle_rss,
@@ -37,6 +39,7 @@ from _common import (
 args = client_args(("asyncio", "uvloop"))
 SSL = ssl_context(args)
 T = picows.WSMsgType
+NO_DEFLATE = "picows does not implement permessage-deflate: no row in the idle scenario with it"
 
 
 class Listener(picows.WSListener):  # type: ignore[misc]
@@ -151,16 +154,10 @@ async def main() -> None:
         assert reply == f"done {n}", reply
         emit(args, "picows", throughput(s, n, size, w))
     elif s == "idle_memory":
-        t, _ = await connect("/echo")
-        t.disconnect()
-        await asyncio.sleep(0.1)
-        before = settle_rss()
-        sessions = []
-        for i in range(0, n, 50):
-            sessions += await asyncio.gather(*(connect("/echo") for _ in range(min(50, n - i))))
-        await asyncio.sleep(0.3)
-        after = settle_rss()
-        emit(args, "picows", {"value": (after - before) / n / 1024, "sessions": len(sessions)})
+        path = idle_path(s)
+        await open_idle(args, "picows", lambda: connect(path))
+    elif s == "idle_deflate":
+        emit(args, "picows", {"skip": "no permessage-deflate", "note": NO_DEFLATE})
     elif s == "flood_memory":
         # A careful picows user: a bounded queue, reading paused while it is full.
         t, _ = await connect("/echo")

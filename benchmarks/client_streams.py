@@ -1,14 +1,15 @@
 """Benchmark client for streams, through its public API only.
 
 Variants: ``asyncio``, ``trio`` (the same code run by ``trio.run``), ``uvloop`` (asyncio on
-uvloop, when installed) and ``sync`` (the blocking API). Keepalive pings are off, as for every
+uvloop, when installed), ``sync`` (the blocking API) and ``each`` (asyncio, a client for each
+session in the idle scenarios). Keepalive pings are off, as for every
 other client. ``recv_struct`` uses the typed stream ``ws.json(Tick)``.
 
 Every session goes through a client made here, the way ``aconnect_ws(url)`` makes its own by
 default: ``httpx.AsyncClient(transport=streams.AsyncHTTPTransport(verify=...))`` (on trio that
 transport uses httpcore's trio backend), and ``httpx.Client(verify=...)`` for the sync API. On
 wss:// ``verify`` is the context that trusts ``--ca``. The memory scenarios share one client
-between sessions.
+between sessions (``httpx.Limits(max_connections=None)``), except in the ``each`` variant.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import httpx
 import msgspec
 from _common import (
     FLOOD_QUEUE_SIZE,
+    IDLE,
     MIB,
     RssSampler,
     Tick,
@@ -33,7 +35,9 @@ from _common import (
     blast_path,
     client_args,
     emit,
+    idle_path,
     latency,
+    open_idle,
     run_main,
     send_text,
     settle_rss,
@@ -43,7 +47,7 @@ from _common import (
 
 import streams
 
-args = client_args(("asyncio", "trio", "uvloop", "sync"))
+args = client_args(("asyncio", "trio", "uvloop", "sync", "each"))
 MAX = 16 * MIB
 OPTIONS: dict[str, Any] = {
     "max_message_size_bytes": MAX,
@@ -142,32 +146,20 @@ async def main() -> None:
             w.stop()
         assert reply == f"done {n}", reply
         emit(args, "streams", throughput(s, n, size, w))
-    elif s == "idle_memory":
-        client = shared_client()
-        async with streams.aconnect_ws(url + "/echo", client, **OPTIONS):
-            pass
-        before = settle_rss()
-        opened = 0
-        all_open = anyio.Event()
-        limiter = anyio.Semaphore(50)
+    elif s in IDLE:
+        # permessage-deflate is offered at its defaults (what OPTIONS leaves alone).
+        path = url + idle_path(s)
+        shared = shared_client() if args.variant != "each" else None
 
-        async def hold() -> None:
-            nonlocal opened
-            await limiter.acquire()
-            async with streams.aconnect_ws(url + "/echo", client, **OPTIONS):
-                limiter.release()
-                opened += 1
-                if opened == n:
-                    all_open.set()
+        async def hold(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            async with AsyncExitStack() as stack:
+                client = shared or await stack.enter_async_context(new_client())
+                await stack.enter_async_context(streams.aconnect_ws(path, client, **OPTIONS))
+                task_status.started()
                 await anyio.sleep_forever()
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(n):
-                tg.start_soon(hold)
-            await all_open.wait()
-            await anyio.sleep(0.3)
-            after = settle_rss()
-            emit(args, "streams", {"value": (after - before) / n / 1024, "sessions": opened})
+        async with anyio.create_task_group() as holders:
+            await open_idle(args, "streams", lambda: holders.start(hold))
     elif s == "flood_memory":
         client = shared_client()
         async with streams.aconnect_ws(url + "/echo", client, **OPTIONS):

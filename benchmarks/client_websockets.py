@@ -1,7 +1,7 @@
 """Benchmark client for websockets (the new asyncio implementation, and the threaded sync one).
 
 Variants: ``asyncio``, ``uvloop``, ``sync``. Default settings except: no compression (the server
-does not offer it anyway), no keepalive pings, ``max_size`` large enough for 1 MiB messages; on
+does not offer it anyway) except in the idle scenarios (its default offer), no keepalive pings, ``max_size`` large enough for 1 MiB messages; on
 wss:// the certificate is verified against ``--ca`` (``ssl=``).
 """
 
@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import msgspec
 from _common import (
+    IDLE,
     MIB,
     RssSampler,
     Tick,
@@ -24,7 +25,9 @@ from _common import (
     blast_path,
     client_args,
     emit,
+    idle_path,
     latency,
+    open_idle,
     run_main,
     send_text,
     settle_rss,
@@ -108,18 +111,11 @@ async def amain() -> None:
             w.stop()
         assert reply == f"done {n}", reply
         emit(args, "websockets", throughput(s, n, size, w))
-    elif s == "idle_memory":
-        async with connect(url + "/echo", **OPTIONS):
-            pass
-        before = settle_rss()
-        sessions = []
-        for i in range(0, n, 50):
-            sessions += await asyncio.gather(
-                *(connect(url + "/echo", **OPTIONS).__aenter__() for _ in range(min(50, n - i)))
-            )
-        await asyncio.sleep(0.3)
-        after = settle_rss()
-        emit(args, "websockets", {"value": (after - before) / n / 1024, "sessions": len(sessions)})
+    elif s in IDLE:
+        # permessage-deflate at websockets' defaults (compression="deflate").
+        idle = {k: v for k, v in OPTIONS.items() if k != "compression"}
+        path = url + idle_path(s)
+        await open_idle(args, "websockets", lambda: connect(path, **idle))
     elif s == "flood_memory":
         async with connect(url + "/echo", **OPTIONS):
             pass

@@ -1,6 +1,7 @@
 """Run the whole benchmark suite with one command and write the results.
 
-    python benchmarks/run.py                 # full: 5 runs, writes docs/benchmarks/
+    python benchmarks/run.py                 # default: 5 runs, writes docs/benchmarks/
+    python benchmarks/run.py --full          # the same with 10,000 idle sessions (not 1,000)
     python benchmarks/run.py --quick         # smoke test: small counts, 1 run, under a minute
     python benchmarks/run.py --runs 7 --scenario recv_text echo --clients streams websockets
     python benchmarks/run.py --quick --transport wss   # wss:// only
@@ -37,9 +38,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from _common import SCENARIOS, Scenario  # noqa: E402
+from _common import HANDSHAKES_IN_FLIGHT, IDLE, SCENARIOS, Scenario  # noqa: E402
 
-MEMORY = ("idle_memory", "flood_memory")
+MEMORY = (*IDLE, "flood_memory")
 TRANSPORTS = ("ws", "wss")
 #: The chart of each transport, in the output folder.
 CHART_FILES = {"ws": "chart.png", "wss": "chart-wss.png"}
@@ -53,6 +54,13 @@ class Client:
     label: str
     memory: bool = True  # runs the memory scenarios
     default: bool = True
+    only: tuple[str, ...] = ()  # if set, the only scenarios it runs
+
+    def runs(self, scenario: str) -> bool:
+        """Whether this client takes part in ``scenario``."""
+        if self.only:
+            return scenario in self.only
+        return self.memory or scenario not in MEMORY
 
 
 CLIENTS: dict[str, Client] = {
@@ -67,6 +75,8 @@ CLIENTS: dict[str, Client] = {
         Client("aiohttp", "client_aiohttp.py", "asyncio", "aiohttp"),
         Client("httpx-ws", "client_httpx_ws.py", "asyncio", "httpx-ws"),
         Client("streams", "client_streams.py", "asyncio", "streams (asyncio)"),
+        # The idle scenarios only (elsewhere every streams session has its own client already).
+        Client("streams-each", "client_streams.py", "each", "streams (a client each)", only=IDLE),
         Client("streams-trio", "client_streams.py", "trio", "streams (trio)"),
         Client("streams-uvloop", "client_streams.py", "uvloop", "streams (uvloop)"),
         Client("streams-sync", "client_streams.py", "sync", "streams (sync)", memory=False),
@@ -256,6 +266,8 @@ class Cell:
 
     values: list[float] = field(default_factory=list)
     p99: list[float] = field(default_factory=list)
+    extra: list[float] = field(default_factory=list)  # the scenario's second figure
+    extra_by_run: dict[int, float] = field(default_factory=dict)
     client_cpu: list[float] = field(default_factory=list)
     server_cpu: list[float] = field(default_factory=list)
     by_run: dict[int, float] = field(default_factory=dict)
@@ -278,6 +290,10 @@ def record(cell: Cell, res: dict[str, Any], notes: list[str]) -> None:
         cell.by_run[res["run"]] = res["value"]
         if "p99" in res:
             cell.p99.append(res["p99"])
+        scenario = SCENARIOS.get(res.get("scenario", ""))
+        if scenario is not None and scenario.extra and scenario.extra[0] in res:
+            cell.extra.append(res[scenario.extra[0]])
+            cell.extra_by_run[res["run"]] = res[scenario.extra[0]]
         if res.get("client_cpu") is not None:
             cell.client_cpu.append(res["client_cpu"])
         if res.get("server_cpu") is not None:
@@ -356,6 +372,11 @@ def main() -> None:
         "--quick", action="store_true", help="small counts and 1 run (smoke test, < 1 min)"
     )
     p.add_argument(
+        "--full",
+        action="store_true",
+        help="the large counts where a scenario has them: 10,000 idle sessions (default 1,000)",
+    )
+    p.add_argument(
         "--runs", type=int, default=None, help="runs per client and scenario (default 5, quick 1)"
     )
     p.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=None, metavar="NAME")
@@ -395,6 +416,9 @@ def main() -> None:
         help="first wait (at most this long) until the 1-minute load average is below 1",
     )
     a = p.parse_args()
+    if a.quick and a.full:
+        p.error("--quick and --full exclude each other")
+    mode = "quick" if a.quick else "full" if a.full else "default"
     if a.replot:
         replot(a.replot, a.out or ROOT / "docs" / "benchmarks", a.no_chart)
         return
@@ -440,11 +464,11 @@ def main() -> None:
             order = clients[run % len(clients) :] + clients[: run % len(clients)]
             for name in scenario_names:
                 scenario = SCENARIOS[name]
-                params = scenario.quick if a.quick else scenario.full
+                params = scenario.params(mode)
                 for t in transports:
                     for c in order:
                         cell = cells[t][(c.id, name)]
-                        if cell.skip or (name in MEMORY and not c.memory):
+                        if cell.skip or not c.runs(name):
                             cell.skip = cell.skip or "n/a"
                             continue
                         if not server.alive():
@@ -478,7 +502,7 @@ def main() -> None:
         "os": f"{platform.system()} {platform.release()}",
         "load": f"{load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end",
         "runs": runs,
-        "mode": "quick" if a.quick else "full",
+        "mode": mode,
         "cpus": pinning_text(cpus, not a.no_pin),
         "elapsed": elapsed,
         "versions": {
@@ -505,9 +529,9 @@ def main() -> None:
             "scenarios": scenario_names,
             "transports": transports,
         }
-        header.update(quick=a.quick, notes=notes)
+        header.update(quick=a.quick, mode=mode, notes=notes)
         a.json.write_text("".join(json.dumps(x) + "\n" for x in [header, *raw_lines]))
-    write_outputs(out_dir, env, clients, scenario_names, cells, a.quick, notes, a.no_chart)
+    write_outputs(out_dir, env, clients, scenario_names, cells, mode, notes, a.no_chart)
 
 
 def write_outputs(
@@ -516,11 +540,11 @@ def write_outputs(
     clients: list[Client],
     names: list[str],
     cells: dict[str, dict[tuple[str, str], Cell]],
-    quick: bool,
+    mode: str,
     notes: list[str],
     no_chart: bool,
 ) -> None:
-    md = render(env, clients, names, cells, quick, notes)
+    md = render(env, clients, names, cells, mode, notes)
     print(md)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.md").write_text(md)
@@ -548,11 +572,12 @@ def replot(path: Path, out_dir: Path, no_chart: bool) -> None:
     for t in transports:
         for c in clients:
             for s in names:
-                if s in MEMORY and not c.memory:
+                if not c.runs(s):
                     cells[t][(c.id, s)].skip = "n/a"
     for res in lines:
         record(cells[res.get("transport", "ws")][(res["client"], res["scenario"])], res, notes)
-    write_outputs(out_dir, header["env"], clients, names, cells, header["quick"], notes, no_chart)
+    mode = header.get("mode") or ("quick" if header["quick"] else "default")
+    write_outputs(out_dir, header["env"], clients, names, cells, mode, notes, no_chart)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,14 +625,34 @@ def ratio_median(
     return med(rs)
 
 
-def params(s: Scenario, quick: bool) -> dict[str, int]:
-    return s.quick if quick else s.full
+def extra_ratio_median(
+    cells: dict[tuple[str, str], Cell], cid: str, ref: str, s: Scenario
+) -> float | None:
+    """The median over runs of ``ref``'s second figure divided by ``cid``'s (above 1: better)."""
+    a, b = cells.get((cid, s.name)), cells.get((ref, s.name))
+    if a is None or b is None:
+        return None
+    rs = [
+        b.extra_by_run[r] / a.extra_by_run[r]
+        for r in a.extra_by_run
+        if r in b.extra_by_run and a.extra_by_run[r] > 0
+    ]
+    return med(rs)
 
 
-def params_text(s: Scenario, quick: bool) -> str:
-    p = params(s, quick)
-    if s.name == "idle_memory":
-        return f"{p['n']:,} idle sessions"
+def params_text(s: Scenario, mode: str) -> str:
+    p = s.params(mode)
+    if s.name in IDLE:
+        answer = (
+            "the server declines it"
+            if s.name == "idle_memory"
+            else "the server accepts the offer as made"
+        )
+        return (
+            f"{p['n']:,} idle sessions opened with {HANDSHAKES_IN_FLIGHT} handshakes in flight, "
+            f"each library offering permessage-deflate at its defaults and {answer}; RSS growth "
+            "per session, and the wall time to open them all (*open all*)"
+        )
     if s.name == "echo":
         return f"{p['n']:,} sequential round trips of {p['size']} B"
     if s.name == "flood_memory":
@@ -625,7 +670,7 @@ def render(
     clients: list[Any],
     names: list[str],
     cells: dict[str, dict[tuple[str, str], Cell]],
-    quick: bool,
+    mode: str,
     notes: list[str],
 ) -> str:
     v = env["versions"]
@@ -657,7 +702,7 @@ def render(
         "latency or less memory).",
         "",
     ]
-    if quick:
+    if mode == "quick":
         notes = [
             "quick mode: small counts and one run, for smoke tests; not for comparison",
             *notes,
@@ -678,11 +723,11 @@ def render(
             "",
             f"### {s.title}",
             "",
-            f"{params_text(s, quick)}; {s.unit}, {better} is better.",
+            f"{params_text(s, mode)}; {s.unit}, {better} is better.",
         ]
         for t in transports:
             lines += ["", f"**{t}://**", ""]
-            lines += scenario_table(clients, s, cells[t], quick, f"{t}://", flagged, lost_rows)
+            lines += scenario_table(clients, s, cells[t], mode, f"{t}://", flagged, lost_rows)
     lines += ["", "## Was the server the bottleneck?", ""]
     lines.append(
         "The server's CPU is sampled from `/proc/<pid>/stat` during each measured window (windows "
@@ -741,6 +786,8 @@ def summary_table(
         header.append(f"{short(n)} ({s.unit})")
         if n == "echo":
             header.append("echo p99 (us)")
+        if s.extra:
+            header.append(f"{short(n)}: {s.extra[1]}")
     lines = ["| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
     for c in clients:
@@ -750,6 +797,8 @@ def summary_table(
             row.append(cell_text(cell, SCENARIOS[n]))
             if n == "echo":
                 row.append(fmt(med(cell.p99)) if cell.p99 else "-")
+            if SCENARIOS[n].extra:
+                row.append(fmt(med(cell.extra)) if cell.extra else "-")
         lines.append("| " + " | ".join(row) + " |")
     return lines
 
@@ -758,7 +807,7 @@ def scenario_table(
     clients: list[Any],
     s: Scenario,
     cells: dict[tuple[str, str], Cell],
-    quick: bool,
+    mode: str,
     where: str,
     flagged: list[str],
     lost_rows: list[str],
@@ -769,6 +818,8 @@ def scenario_table(
     cols = ["client", "median", "min - max", "vs websockets", "vs picows"]
     if n == "echo":
         cols.insert(2, "p99")
+    if s.extra:
+        cols += [s.extra[1], f"{s.extra[1]}: min - max", f"{s.extra[1]}: vs websockets"]
     if n not in MEMORY:
         cols += ["client CPU", "server CPU"]
     lines = ["| " + " | ".join(cols) + " |"]
@@ -787,7 +838,7 @@ def scenario_table(
         if any(cell.lost):
             lost_rows.append(
                 f"{c.label} in *{s.title}*, {where}: {max(cell.lost):,} of "
-                f"{params(s, quick)['n']:,} messages missing in the worst run "
+                f"{s.params(mode)['n']:,} messages missing in the worst run "
                 f"({sum(1 for x in cell.lost if x)} of {len(cell.lost)} runs)"
             )
         row = [
@@ -799,6 +850,12 @@ def scenario_table(
         ]
         if n == "echo":
             row.insert(2, fmt(med(cell.p99)))
+        if s.extra:
+            row += [
+                fmt(med(cell.extra)),
+                f"{fmt(min(cell.extra))} - {fmt(max(cell.extra))}" if cell.extra else "-",
+                fmt(extra_ratio_median(cells, c.id, "websockets", s), "ratio"),
+            ]
         if n not in MEMORY:
             cc = med(cell.client_cpu)
             row += [
@@ -818,6 +875,7 @@ SHORT = {
     "recv_big": "recv 1 MiB",
     "send_big": "send 1 MiB",
     "idle_memory": "idle session",
+    "idle_deflate": "idle, deflate",
     "flood_memory": "flood peak",
 }
 

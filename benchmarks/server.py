@@ -11,6 +11,8 @@ request path (the same on both ports):
   with write flow control), then a close frame with code 1000.
 - ``/echo``: send every message back.
 - ``/sink?n=N``: receive N messages, then send one text message ``done N``.
+- ``/idle``: send nothing (the idle-session scenarios); a client's permessage-deflate offer is
+  declined. ``/idle?deflate=1`` accepts the first offer as made (no data frame ever flows).
 
 Run alone: ``python benchmarks/server.py [--tls PEM]`` and stop it with Ctrl-C.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import signal
 import ssl
 import struct
@@ -31,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import picows
-from _common import json_payload, text_payload
+from _common import json_payload, raise_open_files, text_payload
 
 CHUNK = 256 * 1024
 CLOSE_1000 = b"\x88\x02\x03\xe8"
@@ -170,7 +171,34 @@ class Sink(_Base):
                 transport.send(picows.WSMsgType.TEXT, f"done {self.n}".encode())
 
 
-def route(request: picows.WSUpgradeRequest) -> picows.WSListener | None:
+class Idle(_Base):
+    """Sends nothing: answers pings and the closing handshake only."""
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        self.close_frame(transport, frame)
+
+
+def accept_deflate(offers: str) -> str | None:
+    """Return the ``Sec-WebSocket-Extensions`` answer accepting the first permessage-deflate
+    offer as made (RFC 7692), or None if there is none.
+
+    Parameters with a value are kept, as are the no-context-takeover flags; a bare
+    ``client_max_window_bits`` (the client lets the server choose) is left out, so the client
+    keeps its 15-bit window. picows does not implement the extension: this is only for ``/idle``,
+    where no data frame ever flows.
+    """
+    for offer in offers.split(","):
+        name, *params = (p.strip() for p in offer.split(";"))
+        if name != "permessage-deflate":
+            continue
+        kept = [p for p in params if "=" in p or p.endswith("no_context_takeover")]
+        return "; ".join([name, *kept])
+    return None
+
+
+def route(
+    request: picows.WSUpgradeRequest,
+) -> picows.WSListener | picows.WSUpgradeResponseWithListener | None:
     url = urlsplit(request.path.decode())
     q = {k: v[0] for k, v in parse_qs(url.query).items()}
     if url.path == "/blast":
@@ -181,6 +209,14 @@ def route(request: picows.WSUpgradeRequest) -> picows.WSListener | None:
         return Echo()
     if url.path == "/sink":
         return Sink(int(q.get("n", "1")))
+    if url.path == "/idle":
+        answer = accept_deflate(", ".join(request.headers.getall("Sec-WebSocket-Extensions", [])))
+        if q.get("deflate") != "1" or answer is None:
+            return Idle()  # compression declined: the answer names no extension
+        response = picows.WSUpgradeResponse.create_101_response(
+            extra_headers={"Sec-WebSocket-Extensions": answer}
+        )
+        return picows.WSUpgradeResponseWithListener(response, Idle())
     return None
 
 
@@ -225,9 +261,7 @@ if __name__ == "__main__":
         "--tls", metavar="PEM", help="also serve wss:// with this private key and certificate chain"
     )
     tls = parser.parse_args().tls
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < min(hard, 8192):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    raise_open_files()  # one socket per session: 10,000 in the full idle scenarios
     try:
         import uvloop
     except ImportError:
