@@ -225,6 +225,18 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
+def memory_available() -> int:
+    """Return the memory the system can still give, in bytes (``MemAvailable``), or 1 TiB."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 40
+
+
 def settle_rss() -> int:
     """Collect garbage, then return the RSS (used before and after a memory measurement)."""
     gc.collect()
@@ -402,7 +414,8 @@ async def open_idle(
     :data:`HANDSHAKES_IN_FLIGHT` tasks open the rest, one at a time each: the same number of
     handshakes in flight for every library. The value is the RSS growth over the sessions after
     they are all open, divided by their number; ``open_seconds`` is the wall time to open them.
-    Reports (and leaves the process) through :func:`emit`.
+    Opening stops early, with a note, once the sessions hold half the memory that was
+    available. Reports (and leaves the process) through :func:`emit`.
     """
     import anyio
 
@@ -410,13 +423,21 @@ async def open_idle(
     kept: list[object] = [await open_one()]
     await anyio.sleep(0.1)
     before = settle_rss()
+    budget = memory_available() // 2
     remaining = n
 
     async def opener() -> None:
-        nonlocal remaining
+        nonlocal remaining, note
         while remaining > 0:
             remaining -= 1
             kept.append(await open_one())
+            if len(kept) % 64 == 0 and rss_bytes() - before > budget:
+                if remaining > 0:
+                    note = (
+                        f"stopped at {len(kept) - 1:,} of {n:,} sessions: they took half the "
+                        f"memory available ({budget * 2 / MIB:,.0f} MiB)"
+                    )
+                remaining = 0
 
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
@@ -425,10 +446,11 @@ async def open_idle(
     seconds = time.perf_counter() - t0
     await anyio.sleep(0.3)
     after = settle_rss()
+    n = len(kept) - 1
     result: dict[str, Any] = {
         "value": (after - before) / n / 1024,
         "open_seconds": round(seconds, 4),
-        "sessions": len(kept) - 1,
+        "sessions": n,
     }
     if note is not None:
         result["note"] = f"{library}, {args.scenario}: {note}"
@@ -457,6 +479,8 @@ def run_main(fn: Callable[[], None]) -> None:
         raise
     except BaseException as exc:
         traceback.print_exc()
+        while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+            exc = exc.exceptions[0]  # the runner shows the last line: the first real error
         sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
         sys.stderr.flush()
         os._exit(1)

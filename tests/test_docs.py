@@ -265,7 +265,9 @@ def run_block(block: Block, base_url: str, output_dir: Path, backend: str = "asy
             str(stderr),
             backend,
         ),
-        daemon=True,
+        # Not daemonic: an example may start processes of its own (docs/many-feeds.md), which
+        # a daemonic process may not. Every example is joined, or killed, below.
+        daemon=False,
     )
     process.start()
     process.join(BLOCK_TIMEOUT)
