@@ -474,7 +474,9 @@ def main() -> None:
                         if not server.alive():
                             raise SystemExit("the benchmark server died")
                         ca = tls.ca if tls else None
-                        res = run_client(server, t, ca, c, scenario, params, timeout)
+                        # Opening idle sessions takes time in proportion: allow 0.1 s each.
+                        limit = timeout + (params["n"] * 0.1 if name in IDLE else 0)
+                        res = run_client(server, t, ca, c, scenario, params, limit)
                         res.update(client=c.id, scenario=name, run=run, transport=t)
                         raw_lines.append(res)
                         record(cell, res, notes)
