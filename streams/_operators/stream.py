@@ -3,7 +3,8 @@
 A :class:`MessageStream` reads batches from upstream (the session, or another
 stream) with ``_pull(limit)`` and keeps what it pulled but has not delivered in
 its own buffer. Operators are :class:`Stage` subclasses, one small class each,
-in the family modules of this package; the methods here only build them.
+in the family modules of this package; the methods that build them are in
+``methods`` (decoding, which narrows the item type, is here).
 
 Giving back. A consumer that gathers items across several awaits
 (``collect()``, ``batch()``, fan-in) hands them back with ``_unread`` when it
