@@ -24,6 +24,7 @@ from ._exceptions import WebSocketUpgradeError
 from ._http import AsyncHTTPTransport, shared_ssl_context
 from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
 from ._pool import leave_pool
+from ._proxy import open_upgrade
 from ._session import AsyncWebSocketSession
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
@@ -186,7 +187,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         async with contextlib.AsyncExitStack() as stack:
             with restated(target):
                 response = await stack.enter_async_context(
-                    self.client.stream("GET", target, headers=headers, **kwargs)
+                    open_upgrade(self.client, target, headers=headers, **kwargs)
                 )
             all_values = {name: response.headers.get_list(name) for name in _HANDSHAKE_HEADERS}
             try:

@@ -11,7 +11,8 @@ Giving the pool its backend touches a private attribute of httpx (``_pool``)
 and of httpcore (``_network_backend``); this module is the only place that
 does, and when either is missing the transport works as httpx's does
 (``uses_streams_backend`` is then False; ``tests/test_http_transport.py``
-fails loudly if that happens on the installed versions).
+fails loudly if that happens on the installed versions). The tunnels to HTTP
+proxies (``streams._proxy``) give their pools a backend the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 
 from ._io._backend import NetworkBackend
 
-__all__ = ["AsyncHTTPTransport"]
+__all__ = ["AsyncHTTPTransport", "install_backend"]
 
 logger = logging.getLogger("streams")
 
@@ -80,7 +81,7 @@ class AsyncHTTPTransport(httpx.AsyncHTTPTransport):
             socket_options=socket_options,
             **extra,
         )
-        self.uses_streams_backend = _install_backend(self)
+        self.uses_streams_backend = install_backend(self, NetworkBackend())
 
 
 def shared_ssl_context(trust_env: bool = True) -> ssl.SSLContext:
@@ -101,12 +102,22 @@ def _ssl_context(trust_env: bool, cafile: str | None, capath: str | None) -> ssl
     return httpx.create_ssl_context(trust_env=trust_env)
 
 
-def _install_backend(transport: httpx.AsyncHTTPTransport) -> bool:
+def install_backend(
+    transport: httpx.AsyncHTTPTransport | httpx.HTTPTransport,
+    backend: httpcore.AsyncNetworkBackend | httpcore.NetworkBackend,
+) -> bool:
+    """Give the pool of an httpx transport (async or sync) ``backend``; return whether it took."""
     pool = getattr(transport, "_pool", None)
-    if isinstance(pool, httpcore.AsyncConnectionPool) and isinstance(
-        getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend
+    if (
+        isinstance(pool, httpcore.AsyncConnectionPool)
+        and isinstance(getattr(pool, "_network_backend", None), httpcore.AsyncNetworkBackend)
+        and isinstance(backend, httpcore.AsyncNetworkBackend)
+    ) or (
+        isinstance(pool, httpcore.ConnectionPool)
+        and isinstance(getattr(pool, "_network_backend", None), httpcore.NetworkBackend)
+        and isinstance(backend, httpcore.NetworkBackend)
     ):
-        pool._network_backend = NetworkBackend()
+        pool._network_backend = backend
         return True
     logger.debug("httpx's transport has an unknown shape: using httpx's own network backend")
     return False

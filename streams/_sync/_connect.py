@@ -19,6 +19,7 @@ from .._connect import DEFAULT_COMPRESSION, default_ssl_context
 from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
 from .._pool import leave_pool_sync
+from .._proxy import open_upgrade_sync
 from .._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -159,7 +160,7 @@ class WebSocketClient(Generic[SyncSession]):
             logger.debug("connecting to %s", target)
             with restated(target):
                 response = stack.enter_context(
-                    client.stream("GET", target, headers=headers, **kwargs)
+                    open_upgrade_sync(client, target, headers=headers, **kwargs)
                 )
             stream = _upgraded_stream(response, handshake)
             # The session, not the pool, owns the connection from now on.
