@@ -475,3 +475,28 @@ def test_sync_through_socks5(socks_proxy: str, echo_url: str) -> None:
         assert peer(ws) == (HOST, port_of(socks_proxy))
         ws.send_text("sync")
         assert ws.receive_text() == "sync"
+
+
+# --------------------------------------------------------------------------- the docs
+
+
+def _first_python_block(page: Path) -> str:
+    text = page.read_text()
+    start = text.index("```python\n") + len("```python\n")
+    return text[start : text.index("```", start)]
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_docs_example_runs(uvicorn_websockets_url: str, backend: str) -> None:
+    """The Proxies page's first example, with proxy.py: in a process of its own (it starts more)."""
+    source = _first_python_block(Path(__file__).parent.parent / "docs" / "proxies.md")
+    assert "anyio.run(main)" in source
+    source = source.replace("anyio.run(main)", f"anyio.run(main, backend={backend!r})")
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", f"URL = {uvicorn_websockets_url!r}\n{source}"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
