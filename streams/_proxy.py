@@ -172,6 +172,17 @@ class _Tunnel:
             raise httpcore.ProxyError(f"{where} sent data on the tunnel before the request")
         return True
 
+    @contextlib.contextmanager
+    def timeouts(self, timeout: float | None) -> Iterator[None]:
+        """Report a read or write timeout of the exchange as the connect timeout it is."""
+        try:
+            yield
+        except (httpcore.ReadTimeout, httpcore.WriteTimeout) as exc:
+            raise httpcore.ConnectTimeout(
+                f"the proxy {self._route.address} did not open the tunnel to {self.target}"
+                f" in {timeout} s"
+            ) from exc
+
     def _refusal(self, status: int, reason: str, header_lines: list[str]) -> str:
         route = self._route
         message = (
@@ -234,9 +245,10 @@ class TunnelBackend(httpcore.AsyncNetworkBackend):
             if route.scheme == "https":
                 stream = await stream.start_tls(_proxy_context(route), route.host, timeout)
             tunnel = _Tunnel(route, host, port)
-            await stream.write(tunnel.request, timeout)
-            while not tunnel.answered(await stream.read(_READ_SIZE, timeout)):
-                pass
+            with tunnel.timeouts(timeout):
+                await stream.write(tunnel.request, timeout)
+                while not tunnel.answered(await stream.read(_READ_SIZE, timeout)):
+                    pass
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await stream.aclose()
@@ -281,9 +293,10 @@ class SyncTunnelBackend(httpcore.NetworkBackend):
             if route.scheme == "https":
                 stream = stream.start_tls(_proxy_context(route), route.host, timeout)
             tunnel = _Tunnel(route, host, port)
-            stream.write(tunnel.request, timeout)
-            while not tunnel.answered(stream.read(_READ_SIZE, timeout)):
-                pass
+            with tunnel.timeouts(timeout):
+                stream.write(tunnel.request, timeout)
+                while not tunnel.answered(stream.read(_READ_SIZE, timeout)):
+                    pass
         except BaseException:
             stream.close()
             raise

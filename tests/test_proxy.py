@@ -124,11 +124,12 @@ def socks_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 class ScriptedProxy:
-    """Answers every CONNECT with ``answer`` and closes; records the requests it read."""
+    """Answers every CONNECT with ``answer`` (or nothing, if ``None``) and closes; records them."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes | None) -> None:
         self.answer = answer
         self.requests: list[bytes] = []
+        self._conns: list[socket.socket] = []
         self._sock = socket.create_server((HOST, 0))
         self.url = f"http://{HOST}:{self._sock.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -140,6 +141,7 @@ class ScriptedProxy:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            self._conns.append(conn)
             with conn:
                 request = b""
                 while b"\r\n\r\n" not in request:
@@ -148,17 +150,22 @@ class ScriptedProxy:
                         break
                     request += chunk
                 self.requests.append(request)
+                if self.answer is None:  # silent: wait until the client gives up
+                    while conn.recv(4096):
+                        pass
+                    continue
                 conn.sendall(self.answer)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() (Linux)
+        for sock in [*self._conns, self._sock]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a recv() or accept() (Linux)
         self._sock.close()
         self._thread.join(5)
 
 
 @contextlib.contextmanager
-def scripted_proxy(answer: bytes) -> Iterator[ScriptedProxy]:
+def scripted_proxy(answer: bytes | None) -> Iterator[ScriptedProxy]:
     proxy = ScriptedProxy(answer)
     try:
         yield proxy
@@ -417,6 +424,29 @@ async def test_a_proxy_that_closes_at_once() -> None:
             with pytest.raises(httpx.ProxyError, match="closed the connection before answering"):
                 async with streams.aconnect_ws("ws://example.com/feed", client):
                     pass
+
+
+async def test_a_silent_proxy_is_a_connect_timeout() -> None:
+    with scripted_proxy(None) as proxy:
+        async with httpx.AsyncClient(
+            proxy=proxy.url, timeout=httpx.Timeout(5, connect=0.3)
+        ) as client:
+            with pytest.raises(
+                httpx.ConnectTimeout, match=r"the connect timeout of 0\.3 s expired"
+            ):
+                async with streams.aconnect_ws("ws://example.com/feed", client):
+                    pass
+    assert proxy.requests[0].startswith(b"CONNECT example.com:80 ")
+
+
+def test_sync_silent_proxy_is_a_connect_timeout() -> None:
+    with (
+        scripted_proxy(None) as proxy,
+        httpx.Client(proxy=proxy.url, timeout=httpx.Timeout(5, connect=0.3)) as client,
+        pytest.raises(httpx.ConnectTimeout, match=r"the connect timeout of 0\.3 s expired"),
+        streams.connect_ws("ws://example.com/feed", client),
+    ):
+        pass
 
 
 async def test_an_unreachable_proxy_is_named_without_credentials() -> None:
