@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 import streams
 from streams._proxy import http_proxy_route
+from tests import servers
 from tests.test_tls import ca, trusting_context, wss_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(20)]
@@ -530,3 +532,56 @@ def test_the_docs_example_runs(uvicorn_websockets_url: str, backend: str) -> Non
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --------------------------------------------------------------------------- an https:// proxy
+
+
+@pytest.fixture(scope="module")
+def tls_proxy(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA) -> Iterator[str]:
+    """proxy.py speaking TLS to its clients (a certificate of the test CA): ``https://...``."""
+    directory = tmp_path_factory.mktemp("tls-proxy")
+    cert = ca.issue_cert(HOST)
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    port = _free_port()
+    argv = _proxy_py(
+        port, "--cert-file", str(directory / "cert.pem"), "--key-file", str(directory / "key.pem")
+    )
+    with _run_proxy(argv, port, directory / "log"):
+        yield f"https://{HOST}:{port}"
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_through_an_https_proxy(
+    tls_proxy: str,
+    echo_url: str,
+    wss_url: str,
+    trusting_context: ssl.SSLContext,
+    scheme: str,
+) -> None:
+    proxy = httpx.Proxy(tls_proxy, ssl_context=trusting_context)
+    url = echo_url if scheme == "ws" else f"{wss_url}/echo"
+    async with (
+        httpx.AsyncClient(proxy=proxy, verify=trusting_context) as client,
+        streams.aconnect_ws(url, client) as ws,
+    ):
+        assert peer(ws) == (HOST, port_of(tls_proxy))
+        await echo_once(ws)
+        sock = ws.response.extensions["network_stream"].get_extra_info("socket")
+    # asyncio closes a TLS connection once the proxy ends its side too: wait for that, so
+    # that the test's event loop does not end with the connection still closing.
+    await servers.wait_until(lambda: sock.fileno() == -1, timeout=10)
+
+
+def test_sync_ws_through_an_https_proxy(
+    tls_proxy: str, echo_url: str, trusting_context: ssl.SSLContext
+) -> None:
+    proxy = httpx.Proxy(tls_proxy, ssl_context=trusting_context)
+    with (
+        httpx.Client(proxy=proxy) as client,
+        streams.connect_ws(echo_url, client) as ws,
+    ):
+        assert peer(ws) == (HOST, port_of(tls_proxy))
+        ws.send_text("sync")
+        assert ws.receive_text() == "sync"
