@@ -32,7 +32,9 @@ from ._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
     Overflow,
+    UseMaxMessageSize,
 )
 from .protocol import Handshake
 from .protocol._deflate import DeflateOptions
@@ -83,6 +85,8 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
     Args:
         client: the httpx client that makes the upgrade request.
         max_message_size_bytes: the largest message accepted (close 1009 beyond).
+        max_fragmented_size_bytes: the largest message accepted in fragments,
+            streamed for ``receive_fragments()`` (see :func:`aconnect_ws`).
         queue_size: how many messages may wait for the consumer before the
             session stops reading the network.
         keepalive_ping_interval_seconds: how often to ping; ``None`` disables keepalive.
@@ -104,6 +108,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         client: httpx.AsyncClient,
         *,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -120,6 +125,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         self.session_class = session_class
         self.options = SessionOptions(
             max_message_size_bytes=max_message_size_bytes,
+            max_fragmented_size_bytes=max_fragmented_size_bytes,
             queue_size=queue_size,
             keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
             keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
@@ -234,6 +240,7 @@ def aconnect_ws(
     client: httpx.AsyncClient | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -256,6 +263,7 @@ def aconnect_ws(
     client: httpx.AsyncClient | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -277,6 +285,7 @@ def aconnect_ws(
     client: httpx.AsyncClient | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -306,7 +315,13 @@ def aconnect_ws(
             (closed afterwards) if ``None``.
         max_message_size_bytes: the largest message accepted, after
             decompression; a larger one closes the connection with code 1009.
-            Defaults to 64 KiB.
+            It also bounds every frame. Defaults to 64 KiB.
+        max_fragmented_size_bytes: the largest message accepted in fragments
+            (uncompressed): one past ``max_message_size_bytes`` is not held
+            whole but streams, part by part, for ``receive_fragments()``
+            (``receive()`` and iteration raise
+            :class:`~streams.WebSocketInvalidTypeReceived` on it). ``None``:
+            no limit. Defaults to ``max_message_size_bytes``: nothing streams.
         queue_size: how many received messages may wait for the consumer; when
             that many wait, the session stops reading the network, so a slow
             consumer slows the server down and memory stays bounded. Defaults to 512.
@@ -358,6 +373,7 @@ def aconnect_ws(
     """
     options = SessionOptions(
         max_message_size_bytes=max_message_size_bytes,
+        max_fragmented_size_bytes=max_fragmented_size_bytes,
         queue_size=queue_size,
         keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
         keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,

@@ -93,9 +93,9 @@ class WebSocketInvalidTypeReceived(HTTPXWSException):
         event: the message as a wsproto event (``TextMessage`` or ``BytesMessage``).
     """
 
-    def __init__(self, event: Any) -> None:
+    def __init__(self, event: Any, detail: str | None = None) -> None:
         self.event = event
-        super().__init__(f"unexpected message type: {type(event).__name__}")
+        super().__init__(detail or f"unexpected message type: {type(event).__name__}")
 
 
 class WebSocketNetworkError(HTTPXWSException):

@@ -18,7 +18,9 @@ from ._types import (
     DEFAULT_LAG_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
     Overflow,
+    UseMaxMessageSize,
 )
 from .protocol._deflate import DeflateOptions
 
@@ -46,7 +48,12 @@ class SessionOptions:
     """Every option of a session, checked once.
 
     Attributes:
-        max_message_size_bytes: the largest message accepted (close 1009 beyond).
+        max_message_size_bytes: the largest frame, and the largest message
+            received whole, accepted (close 1009 beyond).
+        max_fragmented_size_bytes: the largest message accepted in fragments:
+            one past ``max_message_size_bytes`` streams, for
+            ``receive_fragments()``. ``None``: no limit; the default is
+            ``max_message_size_bytes`` (nothing streams).
         queue_size: how many received messages may wait for the consumer
             before the session stops reading the network.
         keepalive_ping_interval_seconds: how often to ping; ``None`` disables keepalive.
@@ -68,6 +75,7 @@ class SessionOptions:
     """
 
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE
     queue_size: int = DEFAULT_QUEUE_SIZE
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS
@@ -89,6 +97,12 @@ class SessionOptions:
         return (self.send_rate, 1)
 
     @property
+    def fragmented_limit(self) -> int | None:
+        """The ``max_fragmented_size_bytes`` in force (``None``: no limit)."""
+        limit = self.max_fragmented_size_bytes
+        return self.max_message_size_bytes if isinstance(limit, UseMaxMessageSize) else limit
+
+    @property
     def lag(self) -> float:
         """The lag timeout in force (with ``overflow="disconnect"``)."""
         return DEFAULT_LAG_TIMEOUT_SECONDS if self.lag_timeout is None else self.lag_timeout
@@ -101,6 +115,25 @@ class SessionOptions:
         if self.max_message_size_bytes < 1:
             raise ValueError(
                 f"max_message_size_bytes must be at least 1, not {self.max_message_size_bytes}"
+            )
+        fragmented = self.max_fragmented_size_bytes
+        if fragmented is not None and not isinstance(fragmented, UseMaxMessageSize):
+            if isinstance(fragmented, bool) or not isinstance(fragmented, int):
+                raise TypeError(
+                    f"max_fragmented_size_bytes must be an int or None, not {fragmented!r}"
+                )
+            if fragmented < self.max_message_size_bytes:
+                raise ValueError(
+                    f"max_fragmented_size_bytes ({fragmented}) must be at least"
+                    f" max_message_size_bytes ({self.max_message_size_bytes})"
+                )
+        if self.fragmented_limit != self.max_message_size_bytes and self.overflow in (
+            "drop_oldest",
+            "drop_newest",
+        ):
+            raise ValueError(
+                f"overflow={self.overflow!r} would drop messages that arrive in parts:"
+                " raise max_fragmented_size_bytes only with overflow='block' or 'disconnect'"
             )
         if self.queue_size < 0:
             raise ValueError(f"queue_size must be 0 or more, not {self.queue_size}")

@@ -17,6 +17,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ._codec import decode_json, encode_json, encode_json_text
 from ._engine import NORMAL_CLOSE_CODES
+from ._engine._fragments import send_after_fragments, send_fragments
 from ._exceptions import WebSocketInvalidTypeReceived
 from ._operators import TypedStreams
 from ._options import SessionOptions
@@ -30,9 +31,10 @@ from ._types import (
     JSONMode,
     Message,
 )
+from .protocol import SendingFragments
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterable, Iterable, Sequence
 
     import httpx
     from httpcore import AsyncNetworkStream
@@ -273,7 +275,8 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
                 was agreed: for small or already-compressed payloads.
 
         Returns once the frame is queued for the network, after every frame
-        sent before it; waits while more than 64 KiB are queued.
+        sent before it; waits while more than 64 KiB are queued, and while a
+        message is sent by :meth:`send_fragments`.
 
         Raises:
             WebSocketNetworkError: the network failed.
@@ -287,7 +290,10 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         if engine.rate is not None:
             await engine.rate.take()
         engine.check_can_send()
-        engine.send_message(data, compress)
+        try:
+            engine.send_message(data, compress)
+        except SendingFragments:
+            await send_after_fragments(engine, data, compress)
         await engine.wait_for_room()
 
     async def send_bytes(self, data: builtins.bytes, *, compress: bool = True) -> None:
@@ -299,7 +305,8 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
                 was agreed: for small or already-compressed payloads.
 
         Returns once the frame is queued for the network, after every frame
-        sent before it; waits while more than 64 KiB are queued.
+        sent before it; waits while more than 64 KiB are queued, and while a
+        message is sent by :meth:`send_fragments`.
 
         Raises:
             WebSocketNetworkError: the network failed.
@@ -313,7 +320,10 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         if engine.rate is not None:
             await engine.rate.take()
         engine.check_can_send()
-        engine.send_message(data, compress)
+        try:
+            engine.send_message(data, compress)
+        except SendingFragments:
+            await send_after_fragments(engine, data, compress)
         await engine.wait_for_room()
 
     async def send_json(self, data: Any, mode: JSONMode = "text", *, compress: bool = True) -> None:
@@ -340,6 +350,37 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
             await self.send_bytes(encode_json(data), compress=compress)
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+
+    async def send_fragments(self, parts: AsyncIterable[Message] | Iterable[Message]) -> None:
+        """Send one message in fragments, one per part, as the parts come.
+
+        Each part is framed and queued as it comes from ``parts``, waiting
+        while more than 64 KiB are queued (backpressure from the socket), so
+        a message of any size is sent with bounded memory. Whole messages sent
+        meanwhile (``send_text``, ``send_bytes``, ``send_stream``...) and
+        other ``send_fragments`` calls wait for its end: messages never
+        interleave. Pongs, pings and the Close frame may go between fragments.
+
+        Args:
+            parts: an iterable or async iterable of ``str`` (a text message)
+                or ``bytes`` (a binary one), all of the same kind. Nothing is
+                sent if it is empty.
+
+        Raises:
+            TypeError: a part is not ``str`` or ``bytes``, or not of the kind
+                of the first.
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed, for example
+                because :meth:`close` was called meanwhile: its Close frame
+                goes out after the fragment being written, and the message
+                stays unfinished.
+
+        An error raised by ``parts`` once the message started, a wrong part,
+        or cancelling then, leaves half a message on the wire: the connection
+        is closed with code 1011 and the error propagates. Before the first
+        fragment, nothing is sent.
+        """
+        await send_fragments(self._engine or self._build(), parts)
 
     async def flush(self) -> None:
         """Wait until every frame sent so far is written to the network.

@@ -17,11 +17,12 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._engine import Engine
+from ._engine._fragments import FragmentReceiver, streamed_error
 from ._exceptions import HTTPXWSException
 from ._io import open_io
 from ._options import SessionOptions
 from ._types import Message
-from .protocol import ClientProtocol
+from .protocol import ClientProtocol, StreamedMessage
 
 if TYPE_CHECKING:
     import httpx
@@ -118,6 +119,7 @@ class SessionCore:
         options = self._options
         protocol = ClientProtocol(
             max_message_size=options.max_message_size_bytes,
+            max_fragmented_size=options.fragmented_limit,
             extensions=self._extensions,
             defer_failure=True,
         )
@@ -227,11 +229,20 @@ class SessionCore:
         Cancelling is safe: no message is lost.
         """
         engine = self._engine or self._build()
+        inbox = engine.inbox
         try:
-            return await engine.inbox.receive_batch(limit)
+            batch = await inbox.receive_batch(limit)
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             engine.end_of_stream()
             return []
+        if inbox.detour:
+            for index, message in enumerate(batch):
+                if inbox.detour and isinstance(message, StreamedMessage):
+                    inbox.unread(batch[index:])
+                    if index:
+                        return batch[:index]
+                    raise streamed_error(message)
+        return batch
 
     def _read_times(self, count: int) -> list[float | None]:
         """When each of the last ``count`` messages taken was read (``time.time()``).
@@ -256,17 +267,54 @@ class SessionCore:
         if message is not None:
             return message
         try:
-            return await inbox.next_message()
+            message = await inbox.next_message()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             engine.end_of_stream()
             raise StopAsyncIteration from None
+        if inbox.detour and isinstance(message, StreamedMessage):
+            inbox.unread([message])
+            raise streamed_error(message)
+        return message
 
     async def _receive_message(self, timeout: float | None) -> Message:
         engine = self._engine or self._build()
+        inbox = engine.inbox
         try:
             if timeout is None:
-                return await engine.inbox.next_message()
-            with anyio.fail_after(timeout):
-                return await engine.inbox.next_message()
+                message = await inbox.next_message()
+            else:
+                with anyio.fail_after(timeout):
+                    message = await inbox.next_message()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise engine.end_error() from None
+        if inbox.detour and isinstance(message, StreamedMessage):
+            inbox.unread([message])
+            raise streamed_error(message)
+        return message
+
+    def receive_fragments(self) -> FragmentReceiver:
+        """Receive the next message part by part, as its frames arrive.
+
+        A message larger than ``max_message_size_bytes`` (in fragments, each
+        within it) and within ``max_fragmented_size_bytes`` is never held
+        whole: its parts come as they are read, and the network is not read
+        further while 1 MiB of them wait (backpressure). Any other message
+        comes as one part. A text message's parts are ``str`` (never split
+        inside a character), a binary message's are ``bytes``.
+
+        Leaving the loop early drops the rest of the message (the iterator's
+        ``aclose()`` does it at once). A streamed message that ``receive()`` or iteration met
+        (raising :class:`~streams.WebSocketInvalidTypeReceived`) is still
+        first in line, for this method.
+
+        Returns:
+            An async iterator of the message's parts.
+
+        Raises:
+            WebSocketDisconnect: the connection is closed (before the message,
+                or before its end, even normally).
+            WebSocketNetworkError: the network failed.
+
+        Cancelling is safe: iterating again goes on with the message.
+        """
+        return FragmentReceiver(self._engine or self._build())

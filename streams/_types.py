@@ -11,9 +11,11 @@ __all__ = [
     "DEFAULT_LAG_TIMEOUT_SECONDS",
     "DEFAULT_MAX_MESSAGE_SIZE_BYTES",
     "DEFAULT_QUEUE_SIZE",
+    "USE_MAX_MESSAGE_SIZE",
     "JSONMode",
     "Message",
     "Overflow",
+    "UseMaxMessageSize",
 ]
 
 #: A WebSocket message: ``str`` for a text message, ``bytes`` for a binary one.
@@ -33,3 +35,15 @@ DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS = 20.0
 DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS = 20.0
 DEFAULT_CLOSE_TIMEOUT_SECONDS = 10.0
 DEFAULT_LAG_TIMEOUT_SECONDS = 5.0
+
+
+class UseMaxMessageSize:
+    """The type of :data:`USE_MAX_MESSAGE_SIZE`."""
+
+    def __repr__(self) -> str:
+        return "USE_MAX_MESSAGE_SIZE"
+
+
+#: The default of ``max_fragmented_size_bytes``: the value of
+#: ``max_message_size_bytes``, so that no message streams unless it is raised.
+USE_MAX_MESSAGE_SIZE = UseMaxMessageSize()

@@ -27,7 +27,8 @@ from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetwor
 from .._options import SessionOptions
 from .._taskgroup import OwnedTaskGroup
 from .._types import Message
-from ..protocol import ClientProtocol, CloseState
+from ..protocol import ClientProtocol, CloseState, SendingFragments
+from ._fragments import send_after_fragments
 from ._inbox import Inbox
 from ._io import ByteIO
 from ._keepalive import run_keepalive
@@ -269,6 +270,10 @@ class Engine:
             self.outbox.queue(protocol.send_bytes(message, compress))
         self.messages_out += 1
 
+    async def _send_after_fragments(self, message: Message) -> None:
+        """Send ``message`` once the message being sent in fragments is finished."""
+        await send_after_fragments(self, message, True)
+
     async def wait_turn(self) -> None:
         """Wait for the send rate limit's turn, if there is one."""
         if self.rate is not None:
@@ -292,7 +297,10 @@ class Engine:
                     while True:
                         await self.wait_turn()
                         self.check_can_send()
-                        self.send_message(message)
+                        try:
+                            self.send_message(message)
+                        except SendingFragments:
+                            await self._send_after_fragments(message)
                         message = source.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     pass

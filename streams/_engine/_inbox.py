@@ -18,12 +18,17 @@ from collections.abc import Callable
 import anyio
 
 from .._types import Message, Overflow
+from ..protocol import StreamedMessage
 from ._channel import ReceiveStream, channel_state, is_closed
 from ._readtimes import ReadTimes
 
-__all__ = ["Inbox"]
+__all__ = ["PARTS_HIGH_WATER", "Inbox"]
 
 logger = logging.getLogger("streams")
+
+#: The bytes of a streamed message's parts that may wait for the consumer
+#: before the reader stops reading (backpressure).
+PARTS_HIGH_WATER = 1 << 20
 
 
 class Inbox:
@@ -62,8 +67,19 @@ class Inbox:
             receive_stream.close()
             receive_stream = own
         self.receive_stream = receive_stream
-        # The session's receive_stream was closed (bulk mode): checked per message.
+        # The session's receive_stream was closed (bulk mode).
         self._stream_closed = False
+        # Streamed messages put in the channel (or about to be), and taken by
+        # receive_fragments().
+        self._streamed_in = 0
+        self._streamed_out = 0
+        #: The consumer's fast path is off (checked per message): receive_stream
+        #: was closed, or a streamed message waits (only receive_fragments() takes it).
+        self.detour = False
+        #: The channel ended: no more messages, nor parts, will come.
+        self.ended = False
+        # Set when the consumer took parts of a streamed message, for the reader.
+        self._parts_taken: anyio.Event | None = None
         self.paused = False
         self.pauses = 0
         self.dropped = 0
@@ -287,6 +303,7 @@ class Inbox:
 
     def end(self) -> None:
         """No more messages will come: the channel ends after those waiting."""
+        self.ended = True
         self._to_consumer.close()
         self.wake()
 
@@ -314,14 +331,14 @@ class Inbox:
             and state.buffer
             and not self._unread
             and not state.waiting_senders
-            and not self._stream_closed
+            and not self.detour
         ):
             message: Message = state.buffer.popleft()
             return message
         return None
 
     def _receive_stream_closed(self) -> None:
-        self._stream_closed = True
+        self._stream_closed = self.detour = True
         self.wake()
 
     async def next_message(self) -> Message:
@@ -351,12 +368,16 @@ class Inbox:
                 self._consumer_asked()
             if state is None or state.max_buffer_size < 1:
                 return await stream.receive()
-            arrival = self._arrival
-            if arrival is None:
-                if self._new_event is None:
-                    self._new_event = type(anyio.Event())
-                arrival = self._arrival = self._new_event()
-            await arrival.wait()
+            await self._arrived()
+
+    async def _arrived(self) -> None:
+        """Wait until the reader signals (messages or parts arrived, or the channel ended)."""
+        arrival = self._arrival
+        if arrival is None:
+            if self._new_event is None:
+                self._new_event = type(anyio.Event())
+            arrival = self._arrival = self._new_event()
+        await arrival.wait()
 
     async def receive_batch(self, limit: int = 0) -> list[Message]:
         """Return every message available now (at most ``limit`` if given), waiting for one.
@@ -429,3 +450,47 @@ class Inbox:
         else:
             self._unread[:0] = messages
         self.wake()
+
+    # ------------------------------------------------- streamed messages
+
+    def streamed_started(self, count: int) -> None:
+        """Reader: ``count`` messages streamed so far; before they go in the channel."""
+        self._streamed_in = count
+        self.detour = True
+
+    def streamed_taken(self) -> None:
+        """Consumer: receive_fragments() took a streamed message from the channel."""
+        self._streamed_out += 1
+        self.detour = self._stream_closed or self._streamed_in > self._streamed_out
+
+    async def hand_parts(self, streamed: StreamedMessage) -> None:
+        """Reader: parts of ``streamed`` arrived; wait while too many wait for the consumer.
+
+        While this side closes, or once nobody receives, they are dropped instead.
+        """
+        self.wake()
+        while streamed.buffered > PARTS_HIGH_WATER and not self.closing and self.delivering:
+            self.paused = True
+            self.pauses += 1
+            taken = self._parts_taken = anyio.Event()
+            try:
+                with anyio.CancelScope() as scope:
+                    self._delivery_scope = scope
+                    await taken.wait()
+            finally:
+                self.paused = False
+                self._delivery_scope = None
+        if self.closing or not self.delivering:
+            streamed.discarded = True
+            streamed.take()
+
+    def parts_taken(self) -> None:
+        """Consumer: parts were taken (or dropped): a reader waiting for room reads on."""
+        taken = self._parts_taken
+        if taken is not None:
+            self._parts_taken = None
+            taken.set()
+
+    async def wait_parts(self) -> None:
+        """Consumer: wait until the reader hands over parts, or the channel ends."""
+        await self._arrived()

@@ -55,6 +55,9 @@ class Outbox:
         #: Starts the flusher task, the first time something must wait for it
         #: (set by the engine; most sessions write everything at once).
         self.start_flusher: Callable[[], None] | None = None
+        #: Set when the message being sent in fragments is finished (``None``
+        #: when there is none): whole messages wait for it.
+        self.fragments_done: anyio.Event | None = None
 
     def read_happened(self) -> None:
         """A read came in: the next frame may be written at once again."""

@@ -141,6 +141,7 @@ class Reader:
             not self._must_drain
             and not protocol.failure_pending
             and protocol.state is not CloseState.CLOSED
+            and protocol.last_streamed is None
         ):
             taken = self._inbox.offer(messages) if messages else 0
             if taken == len(messages) and not self.flusher_deferred:
@@ -160,11 +161,19 @@ class Reader:
         if self._must_drain:
             self._must_drain = False
             await self._outbox.drain()
+        streamed = protocol.last_streamed
+        if streamed is not None:
+            # A message streams: the consumer's fast path must see it coming.
+            self._inbox.streamed_started(protocol.streamed_count)
         if messages:
             await self._inbox.deliver(messages, index)
             if self._inbox.overflowed:
                 await self._overflowed()
                 return False
+        if streamed is not None:
+            if streamed.finished:
+                protocol.last_streamed = None
+            await self._inbox.hand_parts(streamed)
         if protocol.failure_pending:
             # The peer broke the protocol after sending messages: let the
             # consumer take and answer them (it then asks for the next one),

@@ -9,6 +9,8 @@ side (:class:`ServerProtocol`, for in-process servers) in :mod:`streams.protocol
 
 from ._connection import ClientProtocol as ClientProtocol
 from ._connection import CloseState as CloseState
+from ._connection import SendingFragments as SendingFragments
+from ._connection import StreamedMessage as StreamedMessage
 from ._handshake import Handshake as Handshake
 from ._server import Close as Close
 from ._server import Refusal as Refusal
@@ -22,7 +24,9 @@ __all__ = [
     "CloseState",
     "Handshake",
     "Refusal",
+    "SendingFragments",
     "ServerProtocol",
+    "StreamedMessage",
     "UnknownEvent",
     "check_upgrade_request",
 ]

@@ -28,6 +28,7 @@ import codecs
 import enum
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -41,15 +42,29 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason
+from wsproto.utilities import LocalProtocolError
 
 from ._deflate import LimitedPerMessageDeflate
-from ._limits import DEFAULT_MAX_FRAGMENTS, FRAGMENT_BYTES, message_too_big, too_many_fragments
+from ._limits import (
+    DEFAULT_MAX_FRAGMENTS,
+    FRAGMENT_BYTES,
+    fragmented_too_big,
+    message_too_big,
+    too_many_fragments,
+)
 from ._mask import fast_mask
 from ._runs import small_messages
 
-__all__ = ["ClientProtocol", "CloseState"]
+__all__ = ["ClientProtocol", "CloseState", "SendingFragments", "StreamedMessage"]
 
 _NO_LIMIT = 1 << 63
+
+
+class _Same:
+    """The default of ``max_fragmented_size``: the same as ``max_message_size``."""
+
+
+_SAME = _Same()
 
 # The message in progress (ClientProtocol._message): none, a text or binary
 # message the frame walk assembles (the values are the opcodes), or a message
@@ -77,6 +92,59 @@ class CloseState(enum.IntEnum):
     CLOSING = 1
     #: The closing handshake is over, or the connection failed or was lost.
     CLOSED = 2
+
+
+class SendingFragments(Exception):
+    """A whole message may not be framed now: a message sent in fragments is not finished.
+
+    Raised by :meth:`ClientProtocol.send_text` and :meth:`ClientProtocol.send_bytes`
+    between :meth:`ClientProtocol.send_fragment` calls; the I/O layer waits for
+    the fragmented message's end, then sends again.
+    """
+
+
+class StreamedMessage:
+    """A message larger than ``max_message_size``, delivered part by part as its frames arrive.
+
+    It takes the message's place among the messages :meth:`ClientProtocol.receive_data`
+    returns; its parts are then added here as they arrive, never joined.
+
+    Attributes:
+        text: whether it is a text message (parts are ``str``, never split
+            inside a character) or a binary one (parts are ``bytes``).
+        parts: the parts that arrived and were not taken yet.
+        buffered: the payload bytes in ``parts``.
+        finished: whether its last frame arrived.
+        discarded: set by the consumer that no longer wants it: further parts
+            are dropped (its frames are still checked).
+    """
+
+    __slots__ = ("buffered", "discarded", "finished", "parts", "text")
+
+    def __init__(self, text: bool, parts: list[str | bytes]) -> None:
+        self.text = text
+        self.parts = parts
+        self.buffered = sum(len(part) for part in parts)
+        self.finished = False
+        self.discarded = False
+
+    def take(self) -> list[str | bytes]:
+        """Return and forget the parts that arrived so far."""
+        parts = self.parts
+        self.parts = []
+        self.buffered = 0
+        return parts
+
+    def as_event(self) -> TextMessage | BytesMessage:
+        """The message as wsproto sees its start: an empty, unfinished message event."""
+        if self.text:
+            return TextMessage(data="", message_finished=False)
+        return BytesMessage(data=b"", message_finished=False)
+
+    def __repr__(self) -> str:
+        kind = "text" if self.text else "binary"
+        waiting = len(self.parts)
+        return f"<StreamedMessage {kind}: {waiting} parts waiting, finished={self.finished}>"
 
 
 class ClientProtocol:
@@ -113,6 +181,7 @@ class ClientProtocol:
         self,
         *,
         max_message_size: int | None = 65536,
+        max_fragmented_size: int | _Same | None = _SAME,
         max_fragments: int | None = DEFAULT_MAX_FRAGMENTS,
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
@@ -132,12 +201,20 @@ class ClientProtocol:
         self._pending_failure: tuple[int, str] | None = None
         self._compressed = any(ext.enabled() for ext in extensions)
         self.max_message_size = _NO_LIMIT if max_message_size is None else max_message_size
+        if isinstance(max_fragmented_size, _Same):
+            self.max_fragmented_size = self.max_message_size
+        else:
+            self.max_fragmented_size = (
+                _NO_LIMIT if max_fragmented_size is None else max_fragmented_size
+            )
         self.max_fragments = _NO_LIMIT if max_fragments is None else max_fragments
         self.state = CloseState.OPEN
         self.close_code: int | None = None
         self.close_reason = ""
         self.close_received = False
         self.failed = False
+        #: Messages that streamed so far (see ``max_fragmented_size``).
+        self.streamed_count = 0
         self._out: list[bytes] = []
         self._pongs: list[bytes] = []
         # A frame header cut short at the end of the last read.
@@ -161,6 +238,11 @@ class ClientProtocol:
         self._decoder: codecs.IncrementalDecoder | None = None
         self._frame_left = 0
         self._frame_final = False
+        # The message in progress once it went past max_message_size, if it streams.
+        self._streamed: StreamedMessage | None = None
+        #: The last message that streamed, for the I/O layer to hand its
+        #: parts over (it sets this back to ``None`` once the message finished).
+        self.last_streamed: StreamedMessage | None = None
         # Parts of the message wsproto is assembling.
         self._parts: list[str | bytes] = []
         # Whole messages are framed here unless an extension transforms them
@@ -168,6 +250,9 @@ class ClientProtocol:
         self._fast_send = not self._compressed
         # A fragmented message is being sent through wsproto.
         self._sending_fragments = False
+        # A fragmented message is being sent through send_fragment(): whole
+        # messages wait for its end (SendingFragments).
+        self._fragmenting = False
         # Compressed messages shorter than this go uncompressed (DeflateOptions.min_size).
         self._min_compress = max(
             (getattr(ext, "min_size", 0) for ext in extensions if ext.enabled()), default=0
@@ -204,12 +289,13 @@ class ClientProtocol:
                 return out
         elif self._frame_left:
             left = self._frame_left
+            payload = self._payload if self._streamed is None else self._stream_payload
             if len(data) < left:
                 self._frame_left = left - len(data)
-                self._payload(data, False, out)
+                payload(data, False, out)
                 return out
             self._frame_left = 0
-            if not self._payload(data[:left], self._frame_final, out):
+            if not payload(data[:left], self._frame_final, out):
                 return out
             data = data[left:]
         if self._head:
@@ -294,10 +380,13 @@ class ClientProtocol:
                         return
                 self._message_size = size
                 if size > limit:
-                    # The size is known only if this frame ends the message.
-                    known = size if final else None
-                    self._fail(CloseReason.MESSAGE_TOO_BIG, message_too_big(limit, known))
-                    return
+                    # Past max_message_size: the message streams, within
+                    # max_fragmented_size and with no frame over the limit.
+                    if not self._stream_frame(data, start, end, final, length, out):
+                        return
+                    message = self._message
+                    pos = end
+                    continue
                 if end > n:
                     # The frame goes on in the next reads.
                     self._frame_left = end - n
@@ -374,6 +463,69 @@ class ClientProtocol:
             self._message = _NO_MESSAGE
         return True
 
+    def _stream_frame(
+        self, data: bytes, start: int, end: int, final: bool, length: int, out: list[str | bytes]
+    ) -> bool:
+        """Take a frame of a message past ``max_message_size``; return False to stop the walk.
+
+        The message streams (its parts go to a :class:`StreamedMessage`) if
+        the frame is within ``max_message_size`` and the message within
+        ``max_fragmented_size``; else the connection fails (1009). False also
+        when the frame goes on in the next reads.
+        """
+        size = self._message_size
+        if length > self.max_message_size or size > self.max_fragmented_size:
+            self._fail(CloseReason.MESSAGE_TOO_BIG, self._too_big(size, final, length))
+            return False
+        if self._streamed is None:
+            text = self._message == _TEXT
+            parts: list[str | bytes] = [
+                part for part in (self._text_parts if text else self._bin_parts) if part
+            ]
+            self._text_parts = []
+            self._bin_parts = []
+            streamed = self._streamed = self.last_streamed = StreamedMessage(text, parts)
+            self.streamed_count += 1
+            out.append(streamed)  # type: ignore[arg-type]  # a placeholder the consumer checks
+        if end > len(data):
+            self._frame_left = end - len(data)
+            self._frame_final = final
+            self._stream_payload(data[start:], False, out)
+            return False
+        return self._stream_payload(data[start:end], final, out)
+
+    def _too_big(self, size: int, final: bool, length: int) -> str:
+        """The close reason for a frame or a message over the limits."""
+        limit = self.max_message_size
+        if length > limit:
+            return message_too_big(limit, length if final and length == size else None)
+        if self.max_fragmented_size <= limit:
+            # The size is known only if this frame ends the message.
+            return message_too_big(limit, size if final else None)
+        return fragmented_too_big(self.max_fragmented_size, size if final else None)
+
+    def _stream_payload(self, chunk: bytes, last: bool, out: list[str | bytes]) -> bool:
+        """Add payload bytes to the message that streams; return False if they failed it."""
+        streamed = self._streamed
+        assert streamed is not None
+        part: str | bytes = chunk
+        decoder = self._decoder
+        if decoder is not None:
+            try:
+                part = decoder.decode(chunk, last)
+            except UnicodeDecodeError:
+                self._fail(CloseReason.INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8")
+                return False
+        if part and not streamed.discarded:
+            streamed.parts.append(part)
+            streamed.buffered += len(chunk)
+        if last:
+            streamed.finished = True
+            self._streamed = None
+            self._decoder = None
+            self._message = _NO_MESSAGE
+        return True
+
     def _hand_over(self) -> None:
         """Hand the message assembled here over to wsproto, for a frame it must judge.
 
@@ -393,6 +545,7 @@ class ClientProtocol:
 
     def _drop_message(self) -> None:
         """Forget the message assembled here, if any."""
+        self._streamed = None
         self._bin_parts = []
         self._text_parts = []
         self._decoder = None
@@ -587,6 +740,8 @@ class ClientProtocol:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x81, data.encode())
+        if self._fragmenting:
+            raise SendingFragments
         if self._plain(compress, len(data)):
             payload = data.encode()
             if not compress or len(payload) < self._min_compress:
@@ -609,10 +764,59 @@ class ClientProtocol:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x82, data)
+        if self._fragmenting:
+            raise SendingFragments
         if self._plain(compress, len(data)):
             return self._frame(0x82, data)
         frame = bytes(self._conn.send(BytesMessage(data=data)))
         self._fast_send = not self._compressed
+        return frame
+
+    def begin_fragments(self) -> None:
+        """Hold whole messages until :meth:`end_fragments`: a message goes out in fragments.
+
+        Meanwhile :meth:`send_text` and :meth:`send_bytes` raise
+        :class:`SendingFragments`; control frames may go between fragments.
+        """
+        self._fragmenting = True
+        self._fast_send = False
+
+    def end_fragments(self) -> None:
+        """Let whole messages through again (the last fragment was sent, or none will be)."""
+        self._fragmenting = False
+        self._fast_send = not self._compressed
+
+    def send_fragment(self, data: str | bytes, first: bool, final: bool) -> bytes:
+        """Return the frame of one fragment of a message sent part by part.
+
+        Call :meth:`begin_fragments` first; the fragment with ``final`` calls
+        :meth:`end_fragments`. With permessage-deflate, the message is
+        compressed (as one stream).
+
+        Args:
+            data: the part: ``str`` for a text message, ``bytes`` for a binary
+                one (every part of a message is of the kind of the first).
+            first: whether it starts the message.
+            final: whether it ends the message.
+
+        Raises:
+            wsproto.utilities.LocalProtocolError: a Close frame was already sent.
+        """
+        if not self.can_send:
+            raise LocalProtocolError("a Close frame was sent: no more data can be sent")
+        if self._compressed:
+            message: Message[Any] = (
+                TextMessage(data=data, message_finished=final)
+                if isinstance(data, str)
+                else BytesMessage(data=data, message_finished=final)
+            )
+            frame = bytes(self._conn.send(message))
+        else:
+            opcode = 0 if not first else 0x1 if isinstance(data, str) else 0x2
+            payload = data.encode() if isinstance(data, str) else data
+            frame = self._frame(opcode | 0x80 if final else opcode, payload)
+        if final:
+            self.end_fragments()
         return frame
 
     def _plain(self, compress: bool, size: int) -> bool:

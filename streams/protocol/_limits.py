@@ -6,7 +6,13 @@ says what went over which limit, in the words of the options.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_FRAGMENTS", "FRAGMENT_BYTES", "message_too_big", "too_many_fragments"]
+__all__ = [
+    "DEFAULT_MAX_FRAGMENTS",
+    "FRAGMENT_BYTES",
+    "fragmented_too_big",
+    "message_too_big",
+    "too_many_fragments",
+]
 
 #: The frames any message may arrive in (its first frame and its continuation
 #: frames), whatever their size; websockets has the same default. Each frame of
@@ -35,6 +41,18 @@ def message_too_big(limit: int, size: int | None = None) -> str:
     if size is None:
         return f"message of more than {limit} bytes exceeds max_message_size_bytes={limit}"
     return f"message of {size} bytes exceeds max_message_size_bytes={limit}"
+
+
+def fragmented_too_big(limit: int, size: int | None = None) -> str:
+    """The reason a message in fragments over ``max_fragmented_size_bytes`` fails the connection.
+
+    Args:
+        limit: the limit, in bytes.
+        size: the size of the message, when known (``None``: its frames are not all in yet).
+    """
+    if size is None:
+        return f"message of more than {limit} bytes exceeds max_fragmented_size_bytes={limit}"
+    return f"message of {size} bytes exceeds max_fragmented_size_bytes={limit}"
 
 
 def too_many_fragments(count: int, size: int, limit: int) -> str:
