@@ -18,6 +18,7 @@ import httpx
 from .._connect import DEFAULT_COMPRESSION, default_ssl_context
 from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
+from .._options import SessionOptions
 from .._pool import leave_pool_sync
 from .._proxy import open_upgrade_sync
 from .._types import (
@@ -26,6 +27,8 @@ from .._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
+    UseMaxMessageSize,
 )
 from ..protocol import Handshake
 from ..protocol._deflate import DeflateOptions
@@ -49,6 +52,8 @@ class WebSocketClient(Generic[SyncSession]):
         client: the httpx client that makes the upgrade request; a default
             one per connection if ``None``.
         max_message_size_bytes: the largest message accepted (close 1009 beyond).
+        max_fragmented_size_bytes: the largest message accepted in fragments,
+            streamed for ``receive_fragments()`` (see :func:`connect_ws`).
         queue_size: how many messages may wait for the consumer before the
             session stops reading the network.
         keepalive_ping_interval_seconds: how often to ping; ``None`` disables keepalive.
@@ -65,6 +70,7 @@ class WebSocketClient(Generic[SyncSession]):
         client: httpx.Client | None = None,
         *,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -78,6 +84,7 @@ class WebSocketClient(Generic[SyncSession]):
         client: httpx.Client | None = None,
         *,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -90,6 +97,7 @@ class WebSocketClient(Generic[SyncSession]):
         client: httpx.Client | None = None,
         *,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -99,6 +107,12 @@ class WebSocketClient(Generic[SyncSession]):
     ) -> None:
         self.client = client
         self.max_message_size_bytes = max_message_size_bytes
+        # Checked as the async API checks it.
+        SessionOptions(
+            max_message_size_bytes=max_message_size_bytes,
+            max_fragmented_size_bytes=max_fragmented_size_bytes,
+        )
+        self.max_fragmented_size_bytes = max_fragmented_size_bytes
         self.queue_size = queue_size
         self.keepalive_ping_interval_seconds = keepalive_ping_interval_seconds
         self.keepalive_ping_timeout_seconds = keepalive_ping_timeout_seconds
@@ -176,6 +190,7 @@ class WebSocketClient(Generic[SyncSession]):
             # Given apart from the constructor, whose keywords are httpx-ws's,
             # so that a subclass overriding __init__ with them works.
             session._configure(
+                max_fragmented_size=self.max_fragmented_size_bytes,
                 close_timeout=self.close_timeout,
                 extensions=handshake.extensions,
                 subprotocol=handshake.subprotocol,
@@ -222,6 +237,7 @@ def connect_ws(
     client: httpx.Client | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -237,6 +253,7 @@ def connect_ws(
     client: httpx.Client | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -251,6 +268,7 @@ def connect_ws(
     client: httpx.Client | None = None,
     *,
     max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     queue_size: int = DEFAULT_QUEUE_SIZE,
     keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
     keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
@@ -279,7 +297,13 @@ def connect_ws(
             (closed afterwards) if ``None``.
         max_message_size_bytes: the largest message accepted, after
             decompression; a larger one closes the connection with code 1009.
-            Defaults to 64 KiB.
+            It also bounds every frame. Defaults to 64 KiB.
+        max_fragmented_size_bytes: the largest message accepted in fragments
+            (uncompressed): one past ``max_message_size_bytes`` is not held
+            whole but streams, part by part, for ``receive_fragments()``
+            (``receive()`` and iteration raise
+            :class:`~streams.WebSocketInvalidTypeReceived` on it). ``None``:
+            no limit. Defaults to ``max_message_size_bytes``: nothing streams.
         queue_size: how many received messages may wait for the consumer; when
             that many wait, the session stops reading the network. Defaults to 512.
         keepalive_ping_interval_seconds: how often to ping the server; ``None``
@@ -315,6 +339,7 @@ def connect_ws(
     ws_client: WebSocketClient[WebSocketSession] = WebSocketClient(
         client,
         max_message_size_bytes=max_message_size_bytes,
+        max_fragmented_size_bytes=max_fragmented_size_bytes,
         queue_size=queue_size,
         keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
         keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,

@@ -53,9 +53,11 @@ from .._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
     Message,
+    UseMaxMessageSize,
 )
-from ..protocol import ClientProtocol, CloseState
+from ..protocol import ClientProtocol, CloseState, SendingFragments
 from ._io import FOREVER, stream_io
 
 if TYPE_CHECKING:
@@ -188,6 +190,12 @@ class SyncConnection:
         self._pauses = 0
         self._paused = False
         self._dropped = 0
+        # Streamed messages in the buffer, and messages that streamed so far.
+        self._streamed_waiting = 0
+        self._streamed_seen = 0
+        # Held by send_fragments() for a whole message; whole messages wait for it.
+        self._fragments_lock = threading.Lock()
+        self._fragments_owner: int | None = None
 
     def _configure(
         self,
@@ -195,13 +203,21 @@ class SyncConnection:
         close_timeout: float | None,
         extensions: Sequence[Extension],
         subprotocol: str | None,
+        max_fragmented_size: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
     ) -> None:
         """Set what the handshake agreed, before the session is entered."""
         self._close_timeout = close_timeout
         self.subprotocol = subprotocol
-        if extensions:
+        if extensions or not isinstance(max_fragmented_size, UseMaxMessageSize):
+            limit = self._protocol.max_message_size
             self._protocol = ClientProtocol(
-                max_message_size=self._protocol.max_message_size, extensions=extensions
+                max_message_size=limit,
+                max_fragmented_size=(
+                    limit
+                    if isinstance(max_fragmented_size, UseMaxMessageSize)
+                    else max_fragmented_size
+                ),
+                extensions=extensions,
             )
 
     # ------------------------------------------------------------- life cycle
@@ -305,14 +321,31 @@ class SyncConnection:
         self._messages_out += messages
 
     def _send_message(self, data: Message) -> None:
-        with self._write_lock:
-            with self._cond:
-                self._check_can_send()
-                if isinstance(data, str):
-                    frame = self._protocol.send_text(data)
-                else:
-                    frame = self._protocol.send_bytes(data)
-            self._write(frame, 1)
+        while True:
+            with self._write_lock:
+                with self._cond:
+                    self._check_can_send()
+                    try:
+                        if isinstance(data, str):
+                            frame = self._protocol.send_text(data)
+                        else:
+                            frame = self._protocol.send_bytes(data)
+                    except SendingFragments:
+                        frame = None
+                if frame is not None:
+                    self._write(frame, 1)
+                    return
+            self._wait_for_fragments()
+
+    def _wait_for_fragments(self) -> None:
+        """Wait until the message being sent in fragments is finished."""
+        if self._fragments_owner == threading.get_ident():
+            raise RuntimeError(
+                "a whole message cannot be sent from the iterable of send_fragments():"
+                " it would go in the middle of the fragmented message"
+            )
+        with self._fragments_lock:
+            pass
 
     def _send_ping(self, payload: builtins.bytes) -> threading.Event:
         if not payload:

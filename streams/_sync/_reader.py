@@ -11,11 +11,14 @@ import builtins
 import logging
 import threading
 import time
-from typing import Final
+from collections.abc import Callable
+from typing import Final, cast
 
+from .._engine._fragments import streamed_error
+from .._engine._inbox import PARTS_HIGH_WATER
 from .._exceptions import HTTPXWSException, WebSocketNetworkError
 from .._types import Message
-from ..protocol import CloseState
+from ..protocol import CloseState, StreamedMessage
 from ._core import ReceiveTimeout, SyncConnection, check_no_event_loop, remaining
 
 __all__ = ["SyncReader"]
@@ -26,6 +29,13 @@ _READ_SIZE: Final = 65_536
 # How long the background thread leaves the socket to a receiving thread
 # after that thread's last receive call.
 _HANDOVER_GRACE: Final = 0.005
+
+
+def _receiving_error() -> RuntimeError:
+    return RuntimeError(
+        "another thread is already receiving from this WebSocket session: "
+        "receive from one thread at a time (send and close may come from any)"
+    )
 
 
 class SyncReader(SyncConnection):
@@ -43,7 +53,9 @@ class SyncReader(SyncConnection):
                     if self._reading:
                         cond.wait(wait)
                         continue
-                    if len(self._buffer) >= self._limit and not self._closing_locally:
+                    if (
+                        len(self._buffer) >= self._limit or self._parts_full()
+                    ) and not self._closing_locally:
                         # Backpressure: let TCP slow the peer down.
                         if not self._paused:
                             self._paused = True
@@ -119,6 +131,8 @@ class SyncReader(SyncConnection):
                 self._reads += 1
                 self._bytes_in += len(data)
                 messages = protocol.receive_data(data)
+                if protocol.last_streamed is not None:
+                    self._on_streamed(protocol.last_streamed)
                 if protocol._pongs:
                     self._on_pongs(protocol.pongs_received())
                 if protocol._out:
@@ -159,9 +173,16 @@ class SyncReader(SyncConnection):
             except Exception:
                 return
 
-    def _take(self, timeout: float | None, everything: bool = False) -> list[Message]:
+    def _take(
+        self, timeout: float | None, everything: bool = False, streamed: bool = False
+    ) -> list[Message]:
         """Take the next message (every buffered one with ``everything``), waiting at most
         ``timeout`` seconds; read the socket in this thread when nobody else does.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits for ever.
+            everything: take every message buffered (up to a streamed one).
+            streamed: the caller takes a streamed message too (``receive_fragments()``).
 
         Returns:
             One message or more; ``[]`` once the connection ended and the buffer is empty.
@@ -169,17 +190,37 @@ class SyncReader(SyncConnection):
         Raises:
             ReceiveTimeout: nothing arrived in time.
             RuntimeError: another thread is receiving from this session.
+            WebSocketInvalidTypeReceived: the next message streams (unless ``streamed``).
         """
         cond = self._cond
         buffer = self._buffer
         with cond:
             if self._receiver is not None:
-                raise RuntimeError(
-                    "another thread is already receiving from this WebSocket session: "
-                    "receive from one thread at a time (send and close may come from any)"
-                )
+                raise _receiving_error()
             if buffer:
-                return self._pop(everything)
+                return self._pop(everything, streamed)
+        if not self._wait(buffer.__len__, timeout):
+            return []
+        with cond:
+            return self._pop(everything, streamed)
+
+    def _wait(self, ready: Callable[[], object], timeout: float | None) -> bool:
+        """Wait until ``ready()`` (called holding ``_cond``) is true, at most ``timeout``
+        seconds; read the socket in this thread when nobody else does.
+
+        Returns:
+            False once the connection ended without ``ready()``.
+
+        Raises:
+            ReceiveTimeout: not ready in time.
+            RuntimeError: another thread is receiving from this session.
+        """
+        cond = self._cond
+        with cond:
+            if self._receiver is not None:
+                raise _receiving_error()
+            if ready():
+                return True
             self._receiver = threading.get_ident()
         if not self._started:
             self._start()
@@ -188,10 +229,10 @@ class SyncReader(SyncConnection):
             checked = False
             while True:
                 with cond:
-                    if buffer:
-                        return self._pop(everything)
+                    if ready():
+                        return True
                     if self._received_all:
-                        return []
+                        return False
                     if not checked:
                         check_no_event_loop("receive from a WebSocketSession")
                         checked = True
@@ -213,9 +254,11 @@ class SyncReader(SyncConnection):
                 self._receiver = None
                 self._last_receive = time.monotonic()
 
-    def _pop(self, everything: bool) -> list[Message]:
+    def _pop(self, everything: bool, streamed: bool = False) -> list[Message]:
         buffer = self._buffer
-        if everything:
+        if self._streamed_waiting and not streamed:
+            taken = self._pop_before_streamed(everything)
+        elif everything:
             taken = list(buffer)
             buffer.clear()
         else:
@@ -223,6 +266,34 @@ class SyncReader(SyncConnection):
         if self._paused:
             self._cond.notify_all()
         return taken
+
+    def _pop_before_streamed(self, everything: bool) -> list[Message]:
+        """Take messages up to the first streamed one, which stays; raise if it is first."""
+        buffer = self._buffer
+        taken: list[Message] = []
+        while buffer and not isinstance(buffer[0], StreamedMessage):
+            taken.append(buffer.popleft())
+            if not everything:
+                break
+        if not taken:
+            raise streamed_error(cast(StreamedMessage, buffer[0]))
+        return taken
+
+    def _on_streamed(self, streamed: StreamedMessage) -> None:
+        """In ``_feed``: parts of a streamed message arrived (or it started); holding ``_cond``."""
+        protocol = self._protocol
+        self._streamed_waiting += protocol.streamed_count - self._streamed_seen
+        self._streamed_seen = protocol.streamed_count
+        if streamed.finished:
+            protocol.last_streamed = None
+        if self._closing_locally:
+            streamed.discarded = True
+            streamed.take()
+
+    def _parts_full(self) -> bool:
+        """Whether a streamed message holds too many parts for the consumer (backpressure)."""
+        streamed = self._protocol.last_streamed
+        return streamed is not None and streamed.buffered > PARTS_HIGH_WATER
 
     def _unread(self, messages: list[Message]) -> None:
         """Put messages back in front of the buffer."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
@@ -16,6 +16,7 @@ from .._codec import decode_json, encode_json, encode_json_text, json_decoder
 from .._exceptions import WebSocketDecodeError
 from .._session import as_event, expect_bytes, expect_text
 from .._types import JSONMode, Message
+from ._fragments import SyncFragmentReceiver, send_fragments
 from ._reader import SyncReader
 from ._stream import SyncJSONMode, SyncMessageStream
 
@@ -249,6 +250,35 @@ class WebSocketSession(SyncReader):
             raise StopIteration
         return taken[0]
 
+    def receive_fragments(self, timeout: float | None = None) -> SyncFragmentReceiver:
+        """Receive the next message part by part, as its frames arrive.
+
+        A message larger than ``max_message_size_bytes`` (in fragments, each
+        within it) and within ``max_fragmented_size_bytes`` is never held
+        whole: its parts come as they are read, and the network is not read
+        further while 1 MiB of them wait (backpressure). Any other message
+        comes as one part. A text message's parts are ``str`` (never split
+        inside a character), a binary message's are ``bytes``.
+
+        Leaving the loop early drops the rest of the message (the iterator's
+        ``close()`` does it at once). A streamed message that ``receive()`` or
+        iteration met (raising :class:`~streams.WebSocketInvalidTypeReceived`)
+        is still first in line, for this method.
+
+        Args:
+            timeout: seconds to wait for each part; ``None`` waits for ever.
+
+        Returns:
+            An iterator of the message's parts.
+
+        Raises:
+            ReceiveTimeout: a part did not arrive in time (iterating again goes on).
+            WebSocketDisconnect: the connection is closed (before the message,
+                or before its end, even normally).
+            WebSocketNetworkError: the network failed.
+        """
+        return SyncFragmentReceiver(self, timeout)
+
     # -------------------------------------------------------- typed streams
 
     def messages(self) -> SyncMessageStream[Message]:
@@ -412,6 +442,36 @@ class WebSocketSession(SyncReader):
             self._send_message(encode_json(data))
         else:
             raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+
+    def send_fragments(self, parts: Iterable[str] | Iterable[builtins.bytes]) -> None:
+        """Send one message in fragments, one per part, as the parts come.
+
+        Each part is written as it comes from ``parts`` (the write blocks
+        while the network is slow: backpressure), so a message of any size is
+        sent with bounded memory. Whole messages sent meanwhile from other
+        threads, and other ``send_fragments`` calls, wait for its end: messages
+        never interleave. Pongs, pings and the Close frame may go between
+        fragments.
+
+        Args:
+            parts: an iterable of ``str`` (a text message) or ``bytes`` (a
+                binary one), all of the same kind. Nothing is sent if it is empty.
+
+        Raises:
+            TypeError: a part is not ``str`` or ``bytes``, or not of the kind of the first.
+            RuntimeError: ``parts`` itself sent a whole message on this session.
+            WebSocketNetworkError: the network failed.
+            WebSocketDisconnect: the session is closing or closed, for example
+                because :meth:`close` was called from another thread: its Close
+                frame goes out after the fragment being written, and the
+                message stays unfinished.
+
+        An error raised by ``parts`` once the message started, or a wrong
+        part, leaves half a message on the wire: the connection is closed with
+        code 1011 and the error propagates. Before the first fragment, nothing
+        is sent.
+        """
+        send_fragments(self, parts)
 
     def ping(self, payload: builtins.bytes = b"") -> PongEvent:
         """Send a Ping frame.
