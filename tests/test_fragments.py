@@ -7,9 +7,13 @@ goes out) and a websockets server; on asyncio and trio.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -361,3 +365,23 @@ class TestSend:
                 assert isinstance(part, bytes)
                 got.update(part)
         assert got.hexdigest() == digest
+
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "large_messages.py"
+
+
+def run_large_messages(api: str, size_mib: int) -> list[dict[str, Any]]:
+    """Run benchmarks/large_messages.py (a peer process, a client process per transfer)."""
+    command = [sys.executable, str(BENCHMARK), "--json", "--api", api, "--size-mib", str(size_mib)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("api", ["asyncio", "trio"])
+def test_256_mib_each_way_intact_in_bounded_memory(api: str) -> None:
+    results = run_large_messages(api, 256)
+    assert [(r["direction"], r["intact"]) for r in results] == [("receive", True), ("send", True)]
+    assert all(r["growth_mib"] < 32 for r in results), results

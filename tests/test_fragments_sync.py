@@ -25,6 +25,7 @@ from tests.peers import (
     close_payload,
     parse_frame,
 )
+from tests.test_fragments import run_large_messages
 
 LIMIT = 1024
 
@@ -281,3 +282,11 @@ def test_reader_stops_while_parts_wait() -> None:
             size += len(part)
         assert size == count * frame_size
         assert done.wait(5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_256_mib_each_way_intact_in_bounded_memory() -> None:
+    results = run_large_messages("sync", 256)
+    assert [(r["direction"], r["intact"]) for r in results] == [("receive", True), ("send", True)]
+    assert all(r["growth_mib"] < 32 for r in results), results
