@@ -1,7 +1,8 @@
 """Large messages fragment by fragment: receive_fragments(), send_fragments() and their limits.
 
 Against a scripted raw peer on 127.0.0.1 (frames written by hand, the test decides when each
-goes out) and a websockets server; on asyncio and trio.
+goes out), on asyncio and trio; the protocol core alone; and, marked slow, 256 MiB each way
+through benchmarks/large_messages.py (a peer process, a client process per transfer).
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from wsproto.events import BytesMessage
 
 import streams
 from streams import AsyncWebSocketSession, WebSocketDisconnect, WebSocketInvalidTypeReceived
+from streams.protocol import ClientProtocol, SendingFragments, StreamedMessage
 from tests.peers import OP_BINARY, OP_CONT, OP_TEXT, ScriptedPeer, build_frame, scripted_server
+from tests.test_deflate import negotiate
 
 pytestmark = pytest.mark.anyio
 
@@ -330,6 +334,40 @@ class TestSend:
             gate.set()
         assert messages == ["first middle last", "whole"]
 
+    async def test_close_goes_between_fragments_and_the_send_raises(self) -> None:
+        gate = anyio.Event()
+        frames_seen: list[tuple[int, bool]] = []
+
+        async def script(peer: ScriptedPeer) -> None:
+            while True:
+                frame = await peer.receive_frame()
+                frames_seen.append((frame.opcode, frame.fin))
+                if frame.opcode == 0x8:
+                    await peer.send_frame(0x8, frame.payload)
+                    return
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"one"
+            yield b"two"  # b"one" goes out now
+            await gate.wait()
+            yield b"three"
+
+        async def send() -> None:
+            async with aclosing(parts()) as each:
+                with pytest.raises(WebSocketDisconnect):
+                    await ws.send_fragments(each)
+
+        async with (
+            scripted_server(script) as url,
+            connect(url) as ws,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(send)
+            await anyio.wait_all_tasks_blocked()
+            await ws.close()
+            gate.set()
+        assert frames_seen == [(OP_BINARY, False), (0x8, True)]
+
     async def test_mixed_kinds_close_with_1011(self) -> None:
         closes: list[tuple[int, str]] = []
 
@@ -385,3 +423,67 @@ def test_256_mib_each_way_intact_in_bounded_memory(api: str) -> None:
     results = run_large_messages(api, 256)
     assert [(r["direction"], r["intact"]) for r in results] == [("receive", True), ("send", True)]
     assert all(r["growth_mib"] < 32 for r in results), results
+
+
+class TestProtocolCore:
+    """The protocol core alone: no event loop, no socket."""
+
+    def test_message_past_the_limit_streams_from_its_first_frames(self) -> None:
+        protocol = ClientProtocol(max_message_size=4, max_fragmented_size=None)
+        frames = fragments(OP_BINARY, [b"abc", b"def", b"gh"])
+        out = protocol.receive_data(frames[0])
+        assert out == []  # within the limit so far: assembled as usual
+        [streamed] = protocol.receive_data(frames[1])
+        assert isinstance(streamed, StreamedMessage)
+        assert streamed.take() == [b"abc", b"def"]
+        assert protocol.receive_data(frames[2] + build_frame(OP_TEXT, b"next")) == ["next"]
+        assert streamed.take() == [b"gh"]
+        assert streamed.finished
+
+    def test_a_frame_split_across_reads_streams_piece_by_piece(self) -> None:
+        protocol = ClientProtocol(max_message_size=100, max_fragmented_size=1000)
+        data = b"".join(fragments(OP_TEXT, ["é".encode() * 50, "ü".encode() * 50]))
+        cut = len(data) - 51  # inside the last frame, inside a character
+        [streamed] = protocol.receive_data(data[:cut])
+        assert isinstance(streamed, StreamedMessage)
+        first = streamed.take()
+        assert protocol.receive_data(data[cut:]) == []
+        assert "".join(first + streamed.take()) == "é" * 50 + "ü" * 50  # type: ignore[arg-type]
+
+    def test_discarded_message_keeps_no_parts_but_is_still_checked(self) -> None:
+        protocol = ClientProtocol(max_message_size=2, max_fragmented_size=None)
+        frames = fragments(OP_TEXT, [b"ab", b"cd", b"ef", b"\xff", b"g"])
+        [streamed] = protocol.receive_data(frames[0] + frames[1])
+        assert isinstance(streamed, StreamedMessage)
+        streamed.discarded = True
+        streamed.take()
+        assert protocol.receive_data(frames[2]) == []
+        assert streamed.parts == []
+        protocol.receive_data(frames[3])
+        assert (protocol.failed, protocol.close_code) == (True, 1007)
+
+    def test_whole_messages_wait_for_a_fragmented_send(self) -> None:
+        protocol = ClientProtocol()
+        protocol.begin_fragments()
+        first = protocol.send_fragment("ab", first=True, final=False)
+        assert first[0] == 0x01  # text, not final
+        with pytest.raises(SendingFragments):
+            protocol.send_text("whole")
+        assert protocol.send_ping(b"p")[0] == 0x89  # control frames go between fragments
+        last = protocol.send_fragment("cd", first=False, final=True)
+        assert last[0] == 0x80  # continuation, final
+        assert protocol.send_text("whole")[0] == 0x81
+
+    def test_compressed_fragments_make_one_compressed_message(self) -> None:
+        _, server, client_ext = negotiate()  # as a wsproto server agrees
+        client = ClientProtocol(extensions=[client_ext])
+        client.begin_fragments()
+        data = b"".join(
+            client.send_fragment(part, first=i == 0, final=i == 2)
+            for i, part in enumerate([b"x" * 1000, b"y" * 1000, b"z" * 1000])
+        )
+        assert data[0] & 0x40  # RSV1: compressed
+        assert len(data) < 3000
+        server.receive_data(data)
+        payload = b"".join(bytes(e.data) for e in server.events() if isinstance(e, BytesMessage))
+        assert payload == b"x" * 1000 + b"y" * 1000 + b"z" * 1000
