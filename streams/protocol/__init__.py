@@ -9,14 +9,14 @@ side (:class:`ServerProtocol`, for in-process servers) in :mod:`streams.protocol
 
 from ._connection import ClientProtocol as ClientProtocol
 from ._connection import CloseState as CloseState
-from ._connection import SendingFragments as SendingFragments
-from ._connection import StreamedMessage as StreamedMessage
 from ._handshake import Handshake as Handshake
 from ._server import Close as Close
 from ._server import Refusal as Refusal
 from ._server import ServerProtocol as ServerProtocol
 from ._server import UnknownEvent as UnknownEvent
 from ._server import check_upgrade_request as check_upgrade_request
+from ._streamed import SendingFragments as SendingFragments
+from ._streamed import StreamedMessage as StreamedMessage
 
 __all__ = [
     "ClientProtocol",

@@ -17,6 +17,10 @@ and the frame walk in :meth:`ClientProtocol.receive_data` turns those into
 ``str`` or ``bytes`` itself, several times faster: whole messages in one frame,
 and uncompressed messages in fragments, which it gathers in a list joined once
 at the end (text is checked as UTF-8 as its bytes arrive, as wsproto does).
+A message in fragments past ``max_message_size`` (within ``max_fragmented_size``)
+is not assembled: it streams, as a :class:`~streams.protocol.StreamedMessage`
+whose parts are added as its frames arrive; the frame walk only turns to that
+work once a message is over the limit.
 Every other frame (control frames, compressed messages, malformed or misplaced
 frames) goes to wsproto, byte for byte, so behaviour is wsproto's: the walk only
 takes frames wsproto would accept, and makes of them the messages wsproto would.
@@ -54,8 +58,9 @@ from ._limits import (
 )
 from ._mask import fast_mask
 from ._runs import small_messages
+from ._streamed import SendingFragments, StreamedMessage
 
-__all__ = ["ClientProtocol", "CloseState", "SendingFragments", "StreamedMessage"]
+__all__ = ["ClientProtocol", "CloseState"]
 
 _NO_LIMIT = 1 << 63
 
@@ -92,59 +97,6 @@ class CloseState(enum.IntEnum):
     CLOSING = 1
     #: The closing handshake is over, or the connection failed or was lost.
     CLOSED = 2
-
-
-class SendingFragments(Exception):
-    """A whole message may not be framed now: a message sent in fragments is not finished.
-
-    Raised by :meth:`ClientProtocol.send_text` and :meth:`ClientProtocol.send_bytes`
-    between :meth:`ClientProtocol.send_fragment` calls; the I/O layer waits for
-    the fragmented message's end, then sends again.
-    """
-
-
-class StreamedMessage:
-    """A message larger than ``max_message_size``, delivered part by part as its frames arrive.
-
-    It takes the message's place among the messages :meth:`ClientProtocol.receive_data`
-    returns; its parts are then added here as they arrive, never joined.
-
-    Attributes:
-        text: whether it is a text message (parts are ``str``, never split
-            inside a character) or a binary one (parts are ``bytes``).
-        parts: the parts that arrived and were not taken yet.
-        buffered: the payload bytes in ``parts``.
-        finished: whether its last frame arrived.
-        discarded: set by the consumer that no longer wants it: further parts
-            are dropped (its frames are still checked).
-    """
-
-    __slots__ = ("buffered", "discarded", "finished", "parts", "text")
-
-    def __init__(self, text: bool, parts: list[str | bytes]) -> None:
-        self.text = text
-        self.parts = parts
-        self.buffered = sum(len(part) for part in parts)
-        self.finished = False
-        self.discarded = False
-
-    def take(self) -> list[str | bytes]:
-        """Return and forget the parts that arrived so far."""
-        parts = self.parts
-        self.parts = []
-        self.buffered = 0
-        return parts
-
-    def as_event(self) -> TextMessage | BytesMessage:
-        """The message as wsproto sees its start: an empty, unfinished message event."""
-        if self.text:
-            return TextMessage(data="", message_finished=False)
-        return BytesMessage(data=b"", message_finished=False)
-
-    def __repr__(self) -> str:
-        kind = "text" if self.text else "binary"
-        waiting = len(self.parts)
-        return f"<StreamedMessage {kind}: {waiting} parts waiting, finished={self.finished}>"
 
 
 class ClientProtocol:
