@@ -112,6 +112,8 @@ class Reader:
             if stamps is not None:
                 # For timestamp(): the wall clock is safe in a transport's callback.
                 stamps.read_at = time.time()
+        elif protocol.last_streamed is not None:
+            self.data_reads += 1  # parts of a streamed message
         return messages
 
     async def _overflowed(self) -> None:
