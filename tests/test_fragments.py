@@ -179,6 +179,19 @@ class TestReceive:
             assert info.value.code == 1001
             assert b"".join(parts) == b"a" * LIMIT + b"b" * LIMIT  # type: ignore[arg-type]
 
+    async def test_parts_count_as_data_for_stale_after(self) -> None:
+        chunks = [b"s" * LIMIT] * 6
+
+        async def script(peer: ScriptedPeer) -> None:
+            # 1.2 s of one message, a frame every 0.2 s: never 0.5 s without data.
+            for frame in fragments(OP_BINARY, chunks):
+                await peer.send_raw(frame)
+                await anyio.sleep(0.2)
+            await peer.close_handshake()
+
+        async with scripted_server(script) as url, connect(url, stale_after=0.5) as ws:
+            assert b"".join(await collect(ws)) == b"".join(chunks)  # type: ignore[arg-type]
+
 
 class TestLimits:
     async def test_default_keeps_the_message_limit(self) -> None:
