@@ -82,6 +82,7 @@ class TestReceive:
                 assert isinstance(part, bytes)
                 parts.append(part)
                 first_part_received.set()
+            assert not ws._engine.inbox.detour  # type: ignore[union-attr]  # the fast path is back
             assert await ws.receive_text() == "after"
         assert b"".join(parts) == b"".join(chunks)
         assert len(parts) > 1
@@ -286,7 +287,8 @@ class TestBackpressure:
             async for part in parts:
                 size += len(part)
             assert size == count * frame_size
-            assert done.is_set()
+            with anyio.fail_after(5):
+                await done.wait()  # the server could send it all
 
 
 class TestSend:

@@ -98,7 +98,7 @@ class FragmentReceiver:
                 # The connection closed (or failed) before the message's end.
                 self._done = True
                 raise engine.end_error()
-            await inbox.wait_parts()
+            await inbox.wait_arrival()
 
     async def aclose(self) -> None:
         """Drop the rest of the message (the next receive gets the message after it)."""

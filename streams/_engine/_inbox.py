@@ -368,10 +368,10 @@ class Inbox:
                 self._consumer_asked()
             if state is None or state.max_buffer_size < 1:
                 return await stream.receive()
-            await self._arrived()
+            await self.wait_arrival()
 
-    async def _arrived(self) -> None:
-        """Wait until the reader signals (messages or parts arrived, or the channel ended)."""
+    async def wait_arrival(self) -> None:
+        """Wait until the reader signals: messages or parts arrived, or the channel ended."""
         arrival = self._arrival
         if arrival is None:
             if self._new_event is None:
@@ -456,11 +456,14 @@ class Inbox:
     def streamed_started(self, count: int) -> None:
         """Reader: ``count`` messages streamed so far; before they go in the channel."""
         self._streamed_in = count
-        self.detour = True
+        self._set_detour()
 
     def streamed_taken(self) -> None:
         """Consumer: receive_fragments() took a streamed message from the channel."""
         self._streamed_out += 1
+        self._set_detour()
+
+    def _set_detour(self) -> None:
         self.detour = self._stream_closed or self._streamed_in > self._streamed_out
 
     async def hand_parts(self, streamed: StreamedMessage) -> None:
@@ -490,7 +493,3 @@ class Inbox:
         if taken is not None:
             self._parts_taken = None
             taken.set()
-
-    async def wait_parts(self) -> None:
-        """Consumer: wait until the reader hands over parts, or the channel ends."""
-        await self._arrived()
