@@ -349,6 +349,35 @@ class TestSend:
             gate.set()
         assert messages == ["first middle last", "whole"]
 
+    async def test_send_stream_waits_for_the_fragmented_message(self) -> None:
+        gate = anyio.Event()
+        messages: list[str | bytes] = []
+
+        async def script(peer: ScriptedPeer) -> None:
+            for _ in range(2):
+                messages.append(await peer.receive_message())
+            await peer.answer_close()
+
+        async def parts() -> AsyncIterator[bytes]:
+            yield b"first "
+            yield b"middle "  # b"first " goes out now
+            await gate.wait()
+            yield b"last"
+
+        async with (
+            scripted_server(script) as url,
+            connect(url) as ws,
+            anyio.create_task_group() as tg,
+        ):
+            tg.start_soon(ws.send_fragments, parts())
+            await anyio.wait_all_tasks_blocked()
+            await ws.send_stream.send("from the channel")
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+            await anyio.wait_all_tasks_blocked()  # the writer task sends it, then
+            await ws.flush()
+        assert messages == [b"first middle last", "from the channel"]
+
     async def test_close_goes_between_fragments_and_the_send_raises(self) -> None:
         gate = anyio.Event()
         frames_seen: list[tuple[int, bool]] = []

@@ -172,6 +172,25 @@ def test_receive_meeting_a_streamed_message_raises_and_leaves_it_first() -> None
         assert list(ws.receive_fragments()) == [b"whole"]
 
 
+def test_typed_stream_stops_before_a_streamed_message() -> None:
+    def script(peer: RawPeer) -> None:
+        peer.send(build_frame(OP_TEXT, b"one") + build_frame(OP_TEXT, b"two"))
+        peer.send(fragments(OP_TEXT, [b"a" * LIMIT, b"b" * LIMIT]))
+        peer.close_handshake()
+
+    with raw_server(script) as url, connect(url) as ws:
+        stream = iter(ws.text())
+        assert [next(stream), next(stream)] == ["one", "two"]
+        with pytest.raises(WebSocketInvalidTypeReceived, match="receive_fragments"):
+            next(stream)
+        assert "".join(ws.receive_fragments()) == "a" * LIMIT + "b" * LIMIT  # type: ignore[arg-type]
+
+
+def test_fragmented_limit_below_the_message_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_fragmented_size_bytes"):
+        streams.connect_ws("ws://127.0.0.1:1/", max_fragmented_size_bytes=10)
+
+
 def test_leaving_early_drops_the_rest() -> None:
     def script(peer: RawPeer) -> None:
         peer.send(fragments(OP_BINARY, [os.urandom(LIMIT) for _ in range(8)]))
