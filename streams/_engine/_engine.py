@@ -270,10 +270,6 @@ class Engine:
             self.outbox.queue(protocol.send_bytes(message, compress))
         self.messages_out += 1
 
-    async def _send_after_fragments(self, message: Message) -> None:
-        """Send ``message`` once the message being sent in fragments is finished."""
-        await send_after_fragments(self, message, True)
-
     async def wait_turn(self) -> None:
         """Wait for the send rate limit's turn, if there is one."""
         if self.rate is not None:
@@ -300,7 +296,7 @@ class Engine:
                         try:
                             self.send_message(message)
                         except SendingFragments:
-                            await self._send_after_fragments(message)
+                            await send_after_fragments(self, message, True)
                         message = source.receive_nowait()
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     pass
