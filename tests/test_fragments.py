@@ -7,12 +7,15 @@ through benchmarks/large_messages.py (a peer process, a client process per trans
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+import websockets.asyncio.server
 from wsproto.events import BytesMessage
 
 import streams
 from streams import AsyncWebSocketSession, WebSocketDisconnect, WebSocketInvalidTypeReceived
 from streams.protocol import ClientProtocol, SendingFragments, StreamedMessage
+from tests import servers
+from tests.conftest import _run_server
 from tests.peers import OP_BINARY, OP_CONT, OP_TEXT, ScriptedPeer, build_frame, scripted_server
 from tests.test_deflate import negotiate
 
@@ -506,3 +512,94 @@ class TestProtocolCore:
         server.receive_data(data)
         payload = b"".join(bytes(e.data) for e in server.events() if isinstance(e, BytesMessage))
         assert payload == b"x" * 1000 + b"y" * 1000 + b"z" * 1000
+
+
+@pytest.fixture(scope="module")
+def deflate_url() -> Iterator[str]:
+    """The shared endpoints on a websockets server that compresses (permessage-deflate)."""
+
+    async def serve(sock: socket.socket, stop: asyncio.Event) -> None:
+        async with websockets.asyncio.server.serve(
+            servers.websockets_handler,
+            sock=sock,
+            process_request=servers.websockets_process_request,
+            ping_interval=None,
+            compression="deflate",
+            max_size=None,
+        ):
+            await stop.wait()
+
+    with _run_server("websockets-deflate", serve) as url:
+        yield url
+
+
+class TestCompressed:
+    """A message compressed with permessage-deflate (a real server's) streams past the limit too."""
+
+    @pytest.mark.parametrize("kind", ["binary", "text"])
+    async def test_a_compressed_message_past_the_limit_streams(
+        self, deflate_url: str, kind: str
+    ) -> None:
+        data = random.Random(kind).randbytes(2 * 1024 * 1024)
+        message: str | bytes = data.hex() if kind == "text" else data
+        async with (
+            httpx.AsyncClient() as client,
+            streams.aconnect_ws(
+                deflate_url + "/echo",
+                client,
+                max_message_size_bytes=65_536,
+                max_fragmented_size_bytes=8 * 1024 * 1024,
+            ) as ws,
+        ):
+            assert ws._extensions, "the server agreed to compress"
+            if isinstance(message, str):
+                await ws.send_text(message)
+            else:
+                await ws.send_bytes(message)
+            parts = await collect(ws)
+            # Inflated as the frames come: in parts, none the whole message.
+            assert len(parts) > 1
+            assert max(map(len, parts)) < len(message)
+            joined = "".join(parts) if kind == "text" else b"".join(parts)  # type: ignore[arg-type]
+            assert joined == message
+            await ws.send_text("small")  # and messages within the limit come whole
+            assert await ws.receive_text() == "small"
+
+    async def test_a_compressed_message_over_the_fragmented_limit_fails(
+        self, deflate_url: str
+    ) -> None:
+        limit = 1024 * 1024
+        async with (
+            httpx.AsyncClient() as client,
+            streams.aconnect_ws(
+                deflate_url + "/echo",
+                client,
+                max_message_size_bytes=65_536,
+                max_fragmented_size_bytes=limit,
+            ) as ws,
+        ):
+            await ws.send_bytes(random.Random(0).randbytes(2 * limit))
+            parts: list[str | bytes] = []
+            with pytest.raises(WebSocketDisconnect) as info:
+                await collect(ws, parts)
+        assert info.value.code == 1009
+        assert info.value.reason == (
+            f"message of more than {limit} bytes exceeds max_fragmented_size_bytes={limit}"
+        )
+        assert 0 < sum(map(len, parts)) <= limit
+
+    async def test_by_default_a_compressed_message_keeps_the_message_limit(
+        self, deflate_url: str
+    ) -> None:
+        async with (
+            httpx.AsyncClient() as client,
+            streams.aconnect_ws(deflate_url + "/echo", client, max_message_size_bytes=65_536) as ws,
+        ):
+            assert ws._extensions
+            await ws.send_bytes(b"x" * 65_536)
+            assert await ws.receive_bytes() == b"x" * 65_536
+            await ws.send_bytes(b"x" * 65_537)
+            with pytest.raises(WebSocketDisconnect) as info:
+                await ws.receive_bytes()
+        assert info.value.code == 1009
+        assert "max_message_size_bytes=65536" in info.value.reason

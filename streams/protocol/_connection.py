@@ -32,7 +32,7 @@ import codecs
 import enum
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -139,6 +139,17 @@ class ClientProtocol:
         defer_failure: bool = False,
     ) -> None:
         self._conn = Connection(ConnectionType.CLIENT, list(extensions))
+        streams_past = max_fragmented_size is None or (
+            not isinstance(max_fragmented_size, _Same)
+            and max_message_size is not None
+            and max_fragmented_size > max_message_size
+        )
+        if streams_past:
+            # A compressed message past max_message_size streams too: the
+            # extension inflates up to the larger limit.
+            for ext in extensions:
+                if isinstance(ext, LimitedPerMessageDeflate):
+                    ext.max_message_size = cast(int | None, max_fragmented_size)
         # The limit an extension applies after inflating, for the close reason.
         self._inflated_limit = next(
             (
@@ -148,6 +159,7 @@ class ClientProtocol:
             ),
             max_message_size,
         )
+        self._inflated_reason = fragmented_too_big if streams_past else message_too_big
         self._defer_failure = defer_failure
         self._close_override: int | None = None
         self._pending_failure: tuple[int, str] | None = None
@@ -195,8 +207,9 @@ class ClientProtocol:
         #: The last message that streamed, for the I/O layer to hand its
         #: parts over (it sets this back to ``None`` once the message finished).
         self.last_streamed: StreamedMessage | None = None
-        # Parts of the message wsproto is assembling.
+        # Parts of the message wsproto is assembling, and their size.
         self._parts: list[str | bytes] = []
+        self._parts_size = 0
         # Whole messages are framed here unless an extension transforms them
         # or a fragmented message is being sent through wsproto.
         self._fast_send = not self._compressed
@@ -582,7 +595,7 @@ class ClientProtocol:
                     ):
                         # wsproto has no size limit: an extension's limit
                         # stopped inflating there ("error in extension").
-                        reason = message_too_big(self._inflated_limit)
+                        reason = self._inflated_reason(self._inflated_limit)
                     self._fail(event.code, reason)
                 else:
                     self._on_close(event)
@@ -591,17 +604,46 @@ class ClientProtocol:
     def _on_message(self, event: TextMessage | BytesMessage, out: list[str | bytes]) -> None:
         raw = event.data
         data: str | bytes = bytes(raw) if isinstance(raw, bytearray) else raw
-        if event.message_finished and not self._parts:
+        streamed = self._streamed
+        if streamed is not None:
+            # A message wsproto assembles (compressed) that went past max_message_size.
+            if data and not streamed.discarded:
+                streamed.parts.append(data)
+                streamed.buffered += len(data)
+            if event.message_finished:
+                streamed.finished = True
+                self._streamed = None
+            return
+        if event.message_finished and not self._parts and len(data) <= self.max_message_size:
             out.append(data)
             return
         if data:
             # (wsproto may report a frame's payload piece by piece, and some
             # pieces inflate to nothing.)
             self._parts.append(data)
-        if event.message_finished:
+            self._parts_size += len(data)
+        if (
+            self._parts_size > self.max_message_size
+            and self.max_fragmented_size > self.max_message_size
+        ):
+            # Past max_message_size, within max_fragmented_size (the
+            # extension's limit): the message streams.
+            streamed = self.last_streamed = StreamedMessage(
+                isinstance(event, TextMessage), self._parts
+            )
+            self._parts = []
+            self._parts_size = 0
+            self.streamed_count += 1
+            if event.message_finished:
+                streamed.finished = True
+            else:
+                self._streamed = streamed
+            out.append(streamed)  # type: ignore[arg-type]  # a placeholder the consumer checks
+        elif event.message_finished:
             parts = self._parts
             self._parts = []
-            if isinstance(data, str):
+            self._parts_size = 0
+            if isinstance(event, TextMessage):
                 out.append("".join(parts))  # type: ignore[arg-type]
             else:
                 out.append(b"".join(parts))  # type: ignore[arg-type]
@@ -609,6 +651,7 @@ class ClientProtocol:
     def _on_close(self, event: CloseConnection) -> None:
         self.close_received = True
         self._parts = []
+        self._parts_size = 0
         self._drop_message()
         if self._close_override is not None:
             event = CloseConnection(self._close_override, event.reason)
@@ -627,6 +670,7 @@ class ClientProtocol:
         """Fail the connection: send a Close frame with ``code`` and stop reading."""
         self.failed = True
         self._parts = []
+        self._parts_size = 0
         self._drop_message()
         if self._conn.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
             if self._defer_failure and self._conn.state is ConnectionState.OPEN:
