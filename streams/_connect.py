@@ -40,7 +40,13 @@ from .protocol import Handshake
 from .protocol._deflate import DeflateOptions
 from .protocol._handshake import HandshakeError
 
-__all__ = ["DEFAULT_COMPRESSION", "AsyncWebSocketClient", "aconnect_ws", "http_url"]
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "AsyncWebSocketClient",
+    "aconnect_ws",
+    "connect_with_options",
+    "http_url",
+]
 
 logger = logging.getLogger("streams")
 
@@ -123,20 +129,7 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
     ) -> None:
         self.client = client
         self.session_class = session_class
-        self.options = SessionOptions(
-            max_message_size_bytes=max_message_size_bytes,
-            max_fragmented_size_bytes=max_fragmented_size_bytes,
-            queue_size=queue_size,
-            keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
-            keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
-            close_timeout=close_timeout,
-            compression=compression,
-            overflow=overflow,
-            lag_timeout=lag_timeout,
-            stale_after=stale_after,
-            send_rate=send_rate,
-            send_rate_counts_pings=send_rate_counts_pings,
-        )
+        self.options = SessionOptions.pick(locals())
 
     @classmethod
     def _from_options(
@@ -371,27 +364,14 @@ def aconnect_ws(
         httpx.HTTPError: the request itself failed (connection refused, TLS
             verification, timeout...), as raised by httpx.
     """
-    options = SessionOptions(
-        max_message_size_bytes=max_message_size_bytes,
-        max_fragmented_size_bytes=max_fragmented_size_bytes,
-        queue_size=queue_size,
-        keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
-        keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
-        close_timeout=close_timeout,
-        compression=compression,
-        overflow=overflow,
-        lag_timeout=lag_timeout,
-        stale_after=stale_after,
-        send_rate=send_rate,
-        send_rate_counts_pings=send_rate_counts_pings,
-    )
-    return _aconnect(
+    options = SessionOptions.pick(locals())
+    return connect_with_options(
         url, client, subprotocols, options, session_class or AsyncWebSocketSession, kwargs
     )
 
 
 @contextlib.asynccontextmanager
-async def _aconnect(
+async def connect_with_options(
     url: httpx.URL | str,
     client: httpx.AsyncClient | None,
     subprotocols: list[str] | None,
@@ -399,6 +379,7 @@ async def _aconnect(
     session_class: type[AsyncWebSocketSession],
     kwargs: dict[str, Any],
 ) -> AsyncIterator[AsyncWebSocketSession]:
+    """:func:`aconnect_ws` for inner layers: the options object built once by a public function."""
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(default_client())

@@ -20,15 +20,14 @@ supervisor loop in ``_supervisor.py`` that connects again by itself).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
 
 import anyio
 import anyio.abc
 import httpx
 
-from ._connect import aconnect_ws
+from ._attempt import ConnectOptions
+from ._connect import connect_with_options
 from ._policy import WebsocketAction, WebsocketCause, WebsocketPolicy
 from ._session import AsyncWebSocketSession
 from ._spawn import spawn_detached
@@ -154,7 +153,7 @@ class SessionHolder:
 
     Args:
         client: the :class:`httpx.AsyncClient` to connect with (not closed here).
-        connect_options: passed to :func:`~streams.aconnect_ws` unchanged.
+        options: the session options and the upgrade request of every attempt.
         policy: what to do after each end.
         name: names the tasks.
     """
@@ -162,12 +161,12 @@ class SessionHolder:
     def __init__(
         self,
         client: httpx.AsyncClient | None,
-        connect_options: Mapping[str, Any],
+        options: ConnectOptions,
         policy: WebsocketPolicy,
         name: str,
     ) -> None:
         self.client = client
-        self.connect_options = dict(connect_options)
+        self.options = options
         self.policy = policy
         self.host = TaskHost(name)
 
@@ -177,7 +176,8 @@ class SessionHolder:
         Raises:
             ConnectAborted: ``held`` was released before the session was open.
             RuntimeError: the host has no open group.
-            Exception: what :func:`~streams.aconnect_ws` raised.
+            Exception: what :func:`~streams.aconnect_ws` raised, or what a
+                ``headers`` or ``params`` callable raised.
 
         Cancelling is safe: the handshake is abandoned.
         """
@@ -203,7 +203,16 @@ class SessionHolder:
     ) -> None:
         try:
             with held.scope:
-                async with aconnect_ws(url, self.client, **self.connect_options) as session:
+                options = self.options
+                request = await options.request_keywords()  # fresh credentials each attempt
+                async with connect_with_options(
+                    url,
+                    self.client,
+                    options.subprotocols,
+                    options.session,
+                    options.session_class,
+                    request,
+                ) as session:
                     held.session = session
                     task_status.started(session)
                     await held._release.wait()

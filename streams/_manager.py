@@ -13,10 +13,21 @@ from typing import Any, Self
 import anyio
 import httpx
 
+from ._attempt import ConnectOptions, HeadersArg, ParamsArg
+from ._connect import DEFAULT_COMPRESSION
 from ._holder import ConnectAborted, Held, SessionHolder
 from ._packets import WebsocketPacket, WebsocketState, to_packet
 from ._policy import DisconnectSignal, WebsocketPolicy, WebsocketSignal
 from ._session import AsyncWebSocketSession
+from ._types import (
+    DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    Overflow,
+)
+from .protocol._deflate import DeflateOptions
 
 __all__ = ["Websocket"]
 
@@ -41,8 +52,26 @@ class Websocket:
         policy: decides which signal each failure raises (default: :class:`WebsocketPolicy`).
         client: the :class:`httpx.AsyncClient` to connect with (not closed here);
             a new default one per connection if ``None``.
-        **connect_options: passed to :func:`~streams.aconnect_ws` (keepalive,
-            queue size, headers, subprotocols, httpx ``timeout``...).
+        headers: the upgrade request's headers, or a function (sync or async)
+            returning them, called at each :meth:`connect`: a token that
+            expires is renewed when connecting again.
+        params: the query parameters, or a function returning them, likewise.
+        subprotocols: the subprotocols to offer, in order of preference.
+        max_message_size_bytes: as in :func:`~streams.aconnect_ws`, like the
+            other session options: ``queue_size``, ``keepalive_ping_interval_seconds``,
+            ``keepalive_ping_timeout_seconds``, ``close_timeout``, ``compression``,
+            ``lag_timeout``, ``send_rate`` and ``send_rate_counts_pings``.
+        overflow: the slow-consumer policy (see :func:`~streams.aconnect_ws`);
+            with ``"disconnect"``, a consumer that fell behind ends the
+            connection and :meth:`receive` raises :class:`ReconnectSignal`.
+        stale_after: seconds without a data message before the connection
+            ends; :meth:`receive` then raises :class:`ReconnectSignal`.
+        **connect_options: passed to httpx's request (``cookies``, ``auth``,
+            ``timeout``...), and ``session_class``.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: an option out of range.
     """
 
     def __init__(
@@ -50,11 +79,26 @@ class Websocket:
         *,
         policy: WebsocketPolicy | None = None,
         client: httpx.AsyncClient | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        subprotocols: list[str] | None = None,
+        max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+        keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+        compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+        overflow: Overflow = "block",
+        lag_timeout: float | None = None,
+        stale_after: float | None = None,
+        send_rate: float | tuple[float, int] | None = None,
+        send_rate_counts_pings: bool = False,
         **connect_options: Any,
     ) -> None:
         """Create a new websocket."""
+        options = ConnectOptions.build(locals(), connect_options)
         policy = policy if policy is not None else WebsocketPolicy()
-        self._holder = SessionHolder(client, connect_options, policy, "streams websocket")
+        self._holder = SessionHolder(client, options, policy, "streams websocket")
         self._state = _DISCONNECTED
         self._held: Held | None = None
         # Why the last connection ended (raised again by later calls); None while

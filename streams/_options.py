@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ._types import (
@@ -171,6 +172,20 @@ class SessionOptions:
             raise TypeError(
                 f"compression must be a streams.DeflateOptions or None, not {self.compression!r}"
             )
+
+    @classmethod
+    def pick(cls, values: Mapping[str, Any]) -> SessionOptions:
+        """Build from the session options among ``values``, a public signature's ``locals()``.
+
+        Each public function keeps its explicit, typed keywords and builds the
+        options with ``SessionOptions.pick(locals())``; an option it does not
+        take keeps its default.
+
+        Raises:
+            TypeError: an option of the wrong type.
+            ValueError: an option out of range.
+        """
+        return cls(**{name: values[name] for name in option_names() if name in values})
 
     def replace(self, **changes: Any) -> SessionOptions:
         """Return a copy with ``changes``, checked again."""

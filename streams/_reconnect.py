@@ -16,7 +16,9 @@ from typing import Any, ParamSpec, Self, TypeVar
 import anyio
 import httpx
 
+from ._attempt import ConnectOptions, HeadersArg, ParamsArg
 from ._backoff import Backoff as Backoff
+from ._connect import DEFAULT_COMPRESSION
 from ._feedstate import FeedObserving
 from ._feedstate import StateChange as StateChange
 from ._feedstate import StateChanges as StateChanges
@@ -27,7 +29,16 @@ from ._outbox import OutboxFullError as OutboxFullError
 from ._outbox import OutboxOverflow as OutboxOverflow
 from ._policy import WebsocketPolicy
 from ._supervisor import ConnectHook, FeedOptions, ResumeHook, Supervisor
-from ._types import DEFAULT_CLOSE_TIMEOUT_SECONDS, Message
+from ._types import (
+    DEFAULT_CLOSE_TIMEOUT_SECONDS,
+    DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+    DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    Message,
+    Overflow,
+)
+from .protocol._deflate import DeflateOptions
 
 __all__ = [
     "Backoff",
@@ -99,8 +110,22 @@ class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
             :func:`anyio.current_time`).
         sleep: the backoff wait (default :func:`anyio.sleep`).
         rng: random floats in ``[0, 1)`` for the jitter (default :func:`random.random`).
-        **connect_options: passed to :func:`~streams.aconnect_ws` (keepalive,
-            queue size, headers, subprotocols, httpx ``timeout``...).
+        headers: the upgrade request's headers, or a function (sync or async)
+            returning them, called before every attempt: a token that expires
+            is renewed on reconnect.
+        params: the query parameters, or a function returning them, likewise.
+        subprotocols: the subprotocols to offer, in order of preference.
+        max_message_size_bytes: as in :func:`~streams.aconnect_ws`, like the
+            other session options: ``queue_size``, ``keepalive_ping_interval_seconds``,
+            ``keepalive_ping_timeout_seconds``, ``close_timeout``, ``compression``,
+            ``lag_timeout``, ``send_rate`` and ``send_rate_counts_pings``.
+        overflow: the slow-consumer policy (see :func:`~streams.aconnect_ws`);
+            with ``"disconnect"``, a consumer that fell behind ends the
+            connection and the feed reconnects.
+        stale_after: seconds without a data message before the connection
+            ends; the feed then reconnects.
+        **connect_options: passed to httpx's request (``cookies``, ``auth``,
+            ``timeout``...), and ``session_class``.
 
     Raises:
         ValueError: an invalid option.
@@ -123,8 +148,23 @@ class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] | None = None,
         rng: Callable[[], float] | None = None,
+        headers: HeadersArg = None,
+        params: ParamsArg = None,
+        subprotocols: list[str] | None = None,
+        max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
+        keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
+        close_timeout: float | None = DEFAULT_CLOSE_TIMEOUT_SECONDS,
+        compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+        overflow: Overflow = "block",
+        lag_timeout: float | None = None,
+        stale_after: float | None = None,
+        send_rate: float | tuple[float, int] | None = None,
+        send_rate_counts_pings: bool = False,
         **connect_options: Any,
     ) -> None:
+        connect = ConnectOptions.build(locals(), connect_options)
         self.url = url
         self._own_client = client is None  # one default client for the feed's life
         self._outbox = Outbox(outbox_size, outbox_overflow, on_undelivered)
@@ -137,10 +177,10 @@ class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
             clock=clock if clock is not None else anyio.current_time,
             sleep=sleep if sleep is not None else anyio.sleep,
             rng=rng,
-            close_timeout=connect_options.get("close_timeout", DEFAULT_CLOSE_TIMEOUT_SECONDS),
+            close_timeout=connect.session.close_timeout,
         )
         policy = policy if policy is not None else WebsocketPolicy()
-        holder = SessionHolder(client, connect_options, policy, "streams reconnect")
+        holder = SessionHolder(client, connect, policy, "streams reconnect")
         self._loop = Supervisor(url, holder, self._outbox, options)
         self._leftover: collections.deque[Message] = collections.deque()
         self._entered = False
