@@ -28,19 +28,21 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import anyio.abc
 import msgspec
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
+
+from .protocol._wsproto import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    ConnectionState,
+    ConnectionType,
     Event,
     Ping,
+    ProtocolError,
     RejectConnection,
     Request,
     TextMessage,
+    WSConnection,
 )
-from wsproto.utilities import ProtocolError
 
 __all__ = ["DEFAULT_PORT", "ENDPOINTS", "SYMBOLS", "Tick", "serve", "serve_main"]
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.events import Message as WsprotoMessage
-from wsproto.utilities import LocalProtocolError
 
 from ._codec import decode_json, encode_json, encode_json_text
 from ._engine import NORMAL_CLOSE_CODES
@@ -32,13 +31,15 @@ from ._types import (
     Message,
 )
 from .protocol import SendingFragments
+from .protocol._wsproto import LocalProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Iterable, Sequence
 
     import httpx
     from httpcore import AsyncNetworkStream
-    from wsproto.extensions import Extension
+
+    from .protocol._wsproto import Extension
 
 __all__ = ["NORMAL_CLOSE_CODES", "AsyncWebSocketSession", "SessionStatistics"]
 

@@ -27,7 +27,8 @@ from .protocol import ClientProtocol, StreamedMessage
 if TYPE_CHECKING:
     import httpx
     from httpcore import AsyncNetworkStream
-    from wsproto.extensions import Extension
+
+    from .protocol._wsproto import Extension
 
 __all__ = ["SessionCore", "SessionStatistics"]
 

@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, Literal, Protocol, TypeAlias, TypeVar, overload
 
 import msgspec
-from wsproto.events import BytesMessage, TextMessage
 
 from .._checks import check_choice, check_on_error
 from .._codec import json_decoder
 from .._exceptions import WebSocketDecodeError, WebSocketInvalidTypeReceived
+from ..protocol._wsproto import BytesMessage, TextMessage
 from .sources import Source, as_stream
 from .stream import Derived, MessageStream
 

@@ -38,8 +38,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
-from wsproto.frame_protocol import CloseReason
-
 from .._exceptions import (
     HTTPXWSException,
     WebSocketDisconnect,
@@ -58,6 +56,7 @@ from .._types import (
     UseMaxMessageSize,
 )
 from ..protocol import ClientProtocol, CloseState, SendingFragments
+from ..protocol._wsproto import CloseReason
 from ._io import FOREVER, stream_io
 
 if TYPE_CHECKING:
@@ -65,7 +64,8 @@ if TYPE_CHECKING:
 
     import httpcore
     import httpx
-    from wsproto.extensions import Extension
+
+    from ..protocol._wsproto import Extension
 
 __all__ = ["ReceiveTimeout", "SyncConnection", "check_no_event_loop", "remaining"]
 

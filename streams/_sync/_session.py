@@ -8,14 +8,12 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
-from wsproto.events import CloseConnection, Event, Ping
-from wsproto.events import Message as WsprotoMessage
-from wsproto.utilities import LocalProtocolError
-
 from .._codec import decode_json, encode_json, encode_json_text, json_decoder
 from .._exceptions import WebSocketDecodeError
 from .._session import as_event, expect_bytes, expect_text
 from .._types import JSONMode, Message
+from ..protocol._wsproto import CloseConnection, Event, LocalProtocolError, Ping
+from ..protocol._wsproto import Message as WsprotoMessage
 from ._fragments import SyncFragmentReceiver, send_fragments
 from ._reader import SyncReader
 from ._stream import SyncJSONMode, SyncMessageStream

@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import msgspec
-from wsproto.events import BytesMessage, TextMessage
 
 from .._exceptions import WebSocketDecodeError, WebSocketInvalidTypeReceived
 from .._types import Message
+from ..protocol._wsproto import BytesMessage, TextMessage
 
 if TYPE_CHECKING:
     from ._reader import SyncReader
