@@ -1192,6 +1192,32 @@ class TestClose:
         assert events[0].code == code
         assert events[0].reason == reason
 
+    def test_client_reports_no_final_close_until_closed(self) -> None:
+        proto = ClientProtocol()
+        assert proto.final_close is None
+        assert proto.ending == (1000, "")
+        proto.send_close(1000, "bye")
+        assert proto.state is CloseState.CLOSING
+        assert proto.final_close is None
+        proto.receive_data(close_frame(1000, b"bye"))
+        assert proto.final_close == (1000, "bye")
+        assert proto.ending == (1000, "bye")
+
+    def test_client_closed_locally_keeps_its_code_over_the_peers(self) -> None:
+        proto = ClientProtocol()
+        assert client_frames(proto.send_close(1011, "keepalive ping timeout")) == [
+            (CLOSE, (1011).to_bytes(2, "big") + b"keepalive ping timeout")
+        ]
+        proto.closed_locally(1011, "keepalive ping timeout")
+        assert proto.state is CloseState.CLOSED
+        assert proto.final_close == (1011, "keepalive ping timeout")
+        assert proto.ending == (1011, "keepalive ping timeout")
+
+    def test_client_lost_without_close_is_abnormal(self) -> None:
+        proto = ClientProtocol()
+        proto.receive_eof()
+        assert proto.final_close == (1006, "")
+
     def test_client_echoes_close_without_status_as_empty_close(self) -> None:
         proto = ClientProtocol()
         assert proto.receive_data(close_frame()) == []

@@ -210,16 +210,14 @@ class Engine:
     @property
     def close_code(self) -> int | None:
         """The close code once the connection is closed, else ``None``."""
-        if self.protocol.state is CloseState.CLOSED:
-            return self.protocol.close_code
-        return None
+        final = self.protocol.final_close
+        return None if final is None else final[0]
 
     @property
     def close_reason(self) -> str | None:
         """The close reason once the connection is closed, else ``None``."""
-        if self.protocol.state is CloseState.CLOSED:
-            return self.protocol.close_reason
-        return None
+        final = self.protocol.final_close
+        return None if final is None else final[1]
 
     # ---------------------------------------------------------------- errors
 
@@ -234,11 +232,7 @@ class Engine:
         """The exception that reports the end of the session."""
         if self.error is not None:
             return self.error
-        protocol = self.protocol
-        code = protocol.close_code
-        if code is None:
-            return WebSocketDisconnect(NORMAL_CLOSURE, "")
-        return WebSocketDisconnect(code, protocol.close_reason)
+        return WebSocketDisconnect(*self.protocol.ending)
 
     def end_of_stream(self) -> None:
         """Called when the receive channel ended: return for a normal close, else raise."""
@@ -380,9 +374,7 @@ class Engine:
             self.outbox.queue(data)
             with anyio.move_on_after(1):
                 await self.outbox.drain()
-        protocol.close_code = code
-        protocol.close_reason = reason
-        protocol.receive_eof()
+        protocol.closed_locally(code, reason)
         await self.abort()
 
     async def finish(self) -> None:

@@ -247,16 +247,14 @@ class SyncConnection:
     @property
     def close_code(self) -> int | None:
         """The close code once the connection is closed, else ``None``."""
-        if self._protocol.state is CloseState.CLOSED:
-            return self._protocol.close_code
-        return None
+        final = self._protocol.final_close
+        return None if final is None else final[0]
 
     @property
     def close_reason(self) -> str | None:
         """The close reason once the connection is closed, else ``None``."""
-        if self._protocol.state is CloseState.CLOSED:
-            return self._protocol.close_reason
-        return None
+        final = self._protocol.final_close
+        return None if final is None else final[1]
 
     @property
     def closed(self) -> bool:
@@ -445,9 +443,7 @@ class SyncConnection:
         with self._cond:
             self._set_error(WebSocketKeepaliveTimeout("keepalive ping timeout"))
             data = protocol.send_close(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
-            protocol.close_code = CloseReason.INTERNAL_ERROR
-            protocol.close_reason = "keepalive ping timeout"
-            protocol.receive_eof()
+            protocol.closed_locally(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
         if data and self._write_lock.acquire(timeout=1):
             try:
                 self._io.write(data)
@@ -469,10 +465,7 @@ class SyncConnection:
         """The exception that reports the end of the session."""
         if self._error is not None:
             return self._error
-        code = self._protocol.close_code
-        if code is None:
-            return WebSocketDisconnect(CloseReason.NORMAL_CLOSURE, "")
-        return WebSocketDisconnect(code, self._protocol.close_reason)
+        return WebSocketDisconnect(*self._protocol.ending)
 
     def _end_of_stream(self) -> None:
         """Called when no message is left: return for a normal close, else raise."""

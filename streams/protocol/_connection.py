@@ -81,6 +81,8 @@ _WSPROTO = -1
 
 _UTF8Decoder = codecs.getincrementaldecoder("utf-8")
 
+NORMAL_CLOSURE = 1000
+
 _BAD_GATEWAY = (1014).to_bytes(2, "big")
 _INTERNAL_ERROR = (1011).to_bytes(2, "big")
 
@@ -701,6 +703,31 @@ class ClientProtocol:
             self.close_code = CloseReason.ABNORMAL_CLOSURE
             self.close_reason = ""
         self.state = CloseState.CLOSED
+
+    def closed_locally(self, code: int, reason: str) -> None:
+        """Record that this side ended the connection with ``code``, whatever the peer sent.
+
+        For a failure found outside the protocol (a keepalive timeout, a slow
+        consumer, a quiet feed): after its Close frame (:meth:`send_close`) was
+        sent, the connection is closed with that code and reason.
+        """
+        self.close_code = code
+        self.close_reason = reason
+        self.receive_eof()
+
+    @property
+    def final_close(self) -> tuple[int, str] | None:
+        """The close code and reason once the connection is closed, else ``None``."""
+        if self.state is CloseState.CLOSED and self.close_code is not None:
+            return self.close_code, self.close_reason
+        return None
+
+    @property
+    def ending(self) -> tuple[int, str]:
+        """The close code and reason a session ends with: 1000 and no reason if none is known."""
+        if self.close_code is None:
+            return NORMAL_CLOSURE, ""
+        return self.close_code, self.close_reason
 
     def pongs_received(self) -> list[bytes]:
         """Return and forget the payloads of the pongs received so far."""
