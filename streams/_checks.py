@@ -7,10 +7,25 @@ argument, what it accepts and what it got.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["check_choice", "check_minimum", "check_on_error", "check_sync_callable"]
+__all__ = [
+    "check_choice",
+    "check_close_code",
+    "check_int",
+    "check_minimum",
+    "check_on_error",
+    "check_seconds",
+    "check_sync_callable",
+]
+
+# Close codes an endpoint may send (RFC 6455 section 7.4 and the IANA
+# registry), besides 3000-4999.
+_SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 S = TypeVar("S", bound=str)
 E = TypeVar("E")
@@ -42,6 +57,46 @@ def check_minimum(name: str, value: float, minimum: float) -> None:
     """
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}")
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Check that ``value`` is an ``int`` (not a ``bool``) from ``minimum`` to ``maximum``.
+
+    Raises:
+        TypeError: ``value`` is not an int, e.g. ``queue_size must be an int, not 1.5``.
+        ValueError: out of range, e.g. ``queue_size must be 0 or more, not -1``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {value!r}")
+    if value < minimum or (maximum is not None and value > maximum):
+        bounds = f"{minimum} or more" if maximum is None else f"from {minimum} to {maximum}"
+        raise ValueError(f"{name} must be {bounds}, not {value!r}")
+
+
+def check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
+    """Check a duration: a number of seconds (more than 0, or 0 too with ``zero``) or ``None``.
+
+    Raises:
+        TypeError: ``value`` is not a number.
+        ValueError: ``value`` is negative, NaN, or 0 without ``zero``.
+    """
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
+    if math.isnan(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "more than 0"
+        raise ValueError(f"{name} must be {least} seconds or None, not {value!r}")
+
+
+def check_close_code(code: int) -> None:
+    """Check that ``code`` may be sent in a Close frame (RFC 6455, section 7.4).
+
+    Raises:
+        ValueError: e.g. ``close code 1006 may not be sent``.
+    """
+    if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
+        raise ValueError(f"close code {code} may not be sent (RFC 6455, section 7.4)")
 
 
 def check_on_error(on_error: Any) -> Callable[[E], object] | None:

@@ -8,10 +8,10 @@ seed's signatures, httpx-ws's session constructors); they build one
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from ._checks import check_choice, check_int, check_seconds
 from ._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -32,16 +32,6 @@ DEFAULT_COMPRESSION = DeflateOptions()
 
 
 _OVERFLOWS: tuple[Overflow, ...] = ("block", "drop_oldest", "drop_newest", "disconnect")
-
-
-def _check_seconds(name: str, value: float | None, *, zero: bool = False) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number of seconds or None, not {value!r}")
-    if math.isnan(value) or value < 0 or (value == 0 and not zero):
-        least = "0 or more" if zero else "more than 0"
-        raise ValueError(f"{name} must be {least} seconds or None, not {value!r}")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,14 +99,7 @@ class SessionOptions:
         return DEFAULT_LAG_TIMEOUT_SECONDS if self.lag_timeout is None else self.lag_timeout
 
     def __post_init__(self) -> None:
-        for name in ("max_message_size_bytes", "queue_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {value!r}")
-        if self.max_message_size_bytes < 1:
-            raise ValueError(
-                f"max_message_size_bytes must be at least 1, not {self.max_message_size_bytes}"
-            )
+        check_int("max_message_size_bytes", self.max_message_size_bytes, 1)
         fragmented = self.max_fragmented_size_bytes
         if fragmented is not None and not isinstance(fragmented, UseMaxMessageSize):
             if isinstance(fragmented, bool) or not isinstance(fragmented, int):
@@ -136,17 +119,13 @@ class SessionOptions:
                 f"overflow={self.overflow!r} would drop messages that arrive in parts:"
                 " raise max_fragmented_size_bytes only with overflow='block' or 'disconnect'"
             )
-        if self.queue_size < 0:
-            raise ValueError(f"queue_size must be 0 or more, not {self.queue_size}")
-        _check_seconds("keepalive_ping_interval_seconds", self.keepalive_ping_interval_seconds)
-        _check_seconds("keepalive_ping_timeout_seconds", self.keepalive_ping_timeout_seconds)
-        _check_seconds("close_timeout", self.close_timeout, zero=True)
-        if self.overflow not in _OVERFLOWS:
-            raise ValueError(
-                f"overflow must be one of {', '.join(map(repr, _OVERFLOWS))}, not {self.overflow!r}"
-            )
-        _check_seconds("lag_timeout", self.lag_timeout)
-        _check_seconds("stale_after", self.stale_after)
+        check_int("queue_size", self.queue_size, 0)
+        check_seconds("keepalive_ping_interval_seconds", self.keepalive_ping_interval_seconds)
+        check_seconds("keepalive_ping_timeout_seconds", self.keepalive_ping_timeout_seconds)
+        check_seconds("close_timeout", self.close_timeout, zero=True)
+        check_choice("overflow", self.overflow, _OVERFLOWS)
+        check_seconds("lag_timeout", self.lag_timeout)
+        check_seconds("stale_after", self.stale_after)
         limit = self.send_rate
         if limit is not None:
             rate, burst = limit if isinstance(limit, tuple) else (limit, 1)

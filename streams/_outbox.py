@@ -17,9 +17,10 @@ from typing import Any, Literal
 
 import anyio
 
+from ._checks import check_choice, check_int
 from ._codec import encode_json, encode_json_text
 from ._exceptions import HTTPXWSException
-from ._types import JSONMode, Message
+from ._types import JSON_MODES, JSONMode, Message
 
 __all__ = ["FeedSending", "Outbox", "OutboxFullError", "OutboxOverflow"]
 
@@ -73,10 +74,8 @@ class Outbox:
         overflow: OutboxOverflow,
         on_undelivered: Callable[[list[Message]], object] | None,
     ) -> None:
-        if size < 1:
-            raise ValueError("outbox_size must be at least 1")
-        if overflow not in ("error", "wait", "drop_oldest"):
-            raise ValueError(f"unknown outbox_overflow {overflow!r}")
+        check_int("outbox_size", size, 1)
+        check_choice("outbox_overflow", overflow, ("error", "wait", "drop_oldest"))
         self.size = size
         self.overflow: OutboxOverflow = overflow
         self._on_undelivered = on_undelivered
@@ -242,12 +241,10 @@ class FeedSending:
         Raises:
             TypeError: msgspec cannot encode ``data``.
         """
-        if mode == "text":
+        if check_choice("mode", mode, JSON_MODES) == "text":
             await self.send(encode_json_text(data))
-        elif mode == "binary":
-            await self.send(encode_json(data))
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+            await self.send(encode_json(data))
 
     async def subscribe(self, message: Message) -> None:
         """Send a subscription message now (through the outbox) and again after every reconnect.

@@ -14,6 +14,7 @@ import anyio
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.events import Message as WsprotoMessage
 
+from ._checks import check_choice, check_close_code
 from ._codec import decode_json, encode_json, encode_json_text
 from ._engine import NORMAL_CLOSE_CODES
 from ._engine._fragments import send_after_fragments, send_fragments
@@ -27,6 +28,7 @@ from ._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    JSON_MODES,
     JSONMode,
     Message,
 )
@@ -42,12 +44,6 @@ if TYPE_CHECKING:
     from .protocol._wsproto import Extension
 
 __all__ = ["NORMAL_CLOSE_CODES", "AsyncWebSocketSession", "SessionStatistics"]
-
-# Close codes an endpoint may send (RFC 6455 section 7.4 and the IANA
-# registry), besides 3000-4999.
-_SENDABLE_CLOSE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
 
 
 def as_event(message: Message) -> TextMessage | BytesMessage:
@@ -224,12 +220,10 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
 
         Cancelling is safe: a message is never lost.
         """
-        if mode == "text":
+        if check_choice("mode", mode, JSON_MODES) == "text":
             data: Message = await self.receive_text(timeout)
-        elif mode == "binary":
-            data = await self.receive_bytes(timeout)
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+            data = await self.receive_bytes(timeout)
         return decode_json(data)
 
     # ------------------------------------------------------------------- sending
@@ -345,12 +339,10 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         Cancelling is safe: the message is queued before any wait, so it is sent even if
         the call is cancelled while waiting for room.
         """
-        if mode == "text":
+        if check_choice("mode", mode, JSON_MODES) == "text":
             await self.send_text(encode_json_text(data), compress=compress)
-        elif mode == "binary":
-            await self.send_bytes(encode_json(data), compress=compress)
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+            await self.send_bytes(encode_json(data), compress=compress)
 
     async def send_fragments(self, parts: AsyncIterable[Message] | Iterable[Message]) -> None:
         """Send one message in fragments, one per part, as the parts come.
@@ -433,6 +425,5 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         Waits at most ``close_timeout`` seconds for the peer, then drops the
         connection. Cancelling is safe: the connection is then dropped.
         """
-        if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
-            raise ValueError(f"close code {code} may not be sent (RFC 6455, section 7.4)")
+        check_close_code(code)
         await (self._engine or self._build()).close(code, reason)

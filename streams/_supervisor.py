@@ -20,6 +20,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._backoff import Backoff
+from ._checks import check_int
 from ._classify import single_leaf
 from ._feedstate import StateChange, StateChanges
 from ._holder import Held, SessionHolder
@@ -59,8 +60,8 @@ class FeedOptions:
     close_timeout: float | None
 
     def __post_init__(self) -> None:
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1 (or None)")
+        if self.max_attempts is not None:
+            check_int("max_attempts", self.max_attempts, 1)
 
 
 class Supervisor:

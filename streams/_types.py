@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_LAG_TIMEOUT_SECONDS",
     "DEFAULT_MAX_MESSAGE_SIZE_BYTES",
     "DEFAULT_QUEUE_SIZE",
+    "JSON_MODES",
     "USE_MAX_MESSAGE_SIZE",
     "JSONMode",
     "Message",
@@ -28,6 +29,8 @@ Overflow: TypeAlias = Literal["block", "drop_oldest", "drop_newest", "disconnect
 
 #: How JSON travels: in text frames (``"text"``) or in binary frames (``"binary"``).
 JSONMode: TypeAlias = Literal["text", "binary"]
+#: The values of :data:`JSONMode`, for checks.
+JSON_MODES: tuple[JSONMode, ...] = ("text", "binary")
 
 DEFAULT_MAX_MESSAGE_SIZE_BYTES = 65_536
 DEFAULT_QUEUE_SIZE = 512

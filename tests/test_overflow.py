@@ -113,7 +113,7 @@ async def test_a_consumer_that_keeps_up_is_not_disconnected() -> None:
 @pytest.mark.parametrize(
     ("options", "says"),
     [
-        ({"overflow": "drop"}, "overflow must be one of"),
+        ({"overflow": "drop"}, "overflow must be .block., .drop_oldest., .drop_newest. or"),
         ({"lag_timeout": 1.0}, "lag_timeout applies only with overflow='disconnect'"),
         ({"overflow": "drop_oldest", "queue_size": 0}, "queue_size of at least 1"),
     ],

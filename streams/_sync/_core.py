@@ -38,6 +38,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Final
 
+from .._checks import check_close_code
 from .._exceptions import (
     HTTPXWSException,
     WebSocketDisconnect,
@@ -72,10 +73,6 @@ __all__ = ["ReceiveTimeout", "SyncConnection", "check_no_event_loop", "remaining
 logger = logging.getLogger("streams")
 
 _FOREVER: Final = FOREVER
-# Close codes an endpoint may send (RFC 6455, section 7.4), besides 3000-4999.
-_SENDABLE_CLOSE_CODES: Final = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
 
 
 class ReceiveTimeout(queue.Empty, TimeoutError):
@@ -475,8 +472,7 @@ class SyncConnection:
         raise error
 
     def _close(self, code: int, reason: str | None) -> None:
-        if not (code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999):
-            raise ValueError(f"close code {code} may not be sent (RFC 6455, section 7.4)")
+        check_close_code(code)
         if not self._started:
             with self._cond:
                 self._started = True

@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar, overload
 
+from .._checks import check_choice, check_on_error
 from .._codec import decode_json, encode_json, encode_json_text, json_decoder
 from .._exceptions import WebSocketDecodeError
 from .._session import as_event, expect_bytes, expect_text
-from .._types import JSONMode, Message
+from .._types import JSON_MODES, JSONMode, Message
 from ..protocol._wsproto import CloseConnection, Event, LocalProtocolError, Ping
 from ..protocol._wsproto import Message as WsprotoMessage
 from ._fragments import SyncFragmentReceiver, send_fragments
@@ -229,12 +230,10 @@ class WebSocketSession(SyncReader):
                 raw payload).
         """
         data: Message
-        if mode == "text":
+        if check_choice("mode", mode, JSON_MODES) == "text":
             data = self.receive_text(timeout)
-        elif mode == "binary":
-            data = self.receive_bytes(timeout)
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+            data = self.receive_bytes(timeout)
         return decode_json(data)
 
     def __iter__(self) -> Iterator[Message]:
@@ -361,14 +360,8 @@ class WebSocketSession(SyncReader):
             "binary": builtins.bytes,
             "any": None,
         }
-        if mode not in kinds:
-            raise ValueError(f"mode must be 'text', 'binary' or 'any', not {mode!r}")
-        if on_error == "raise":
-            handler = None
-        elif callable(on_error):
-            handler = on_error
-        else:
-            raise ValueError(f"on_error must be 'raise' or a callable, not {on_error!r}")
+        check_choice("mode", mode, tuple(kinds))
+        handler = check_on_error(on_error)
         return SyncMessageStream(self, kinds[mode], json_decoder(type).decode, handler)
 
     # -------------------------------------------------------------- sending
@@ -434,12 +427,10 @@ class WebSocketSession(SyncReader):
             WebSocketNetworkError: the network failed.
             WebSocketDisconnect: the session is closing or closed.
         """
-        if mode == "text":
+        if check_choice("mode", mode, JSON_MODES) == "text":
             self._send_message(encode_json_text(data))
-        elif mode == "binary":
-            self._send_message(encode_json(data))
         else:
-            raise ValueError(f"mode must be 'text' or 'binary', not {mode!r}")
+            self._send_message(encode_json(data))
 
     def send_fragments(self, parts: Iterable[str] | Iterable[builtins.bytes]) -> None:
         """Send one message in fragments, one per part, as the parts come.

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Literal
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
+from .._checks import check_int
+
 if TYPE_CHECKING:
     from zlib import _Decompress
 
@@ -100,16 +102,9 @@ class DeflateOptions:
         bits = self.server_max_window_bits
         if bits is not None and (isinstance(bits, bool) or not 8 <= bits <= 15):
             raise ValueError(f"server_max_window_bits must be None or 8 to 15, not {bits!r}")
-        for name, low, high in (("compression_level", -1, 9), ("memory_level", 1, 9)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name} must be an int from {low} to {high}, not {value!r}")
-        if (
-            isinstance(self.min_size, bool)
-            or not isinstance(self.min_size, int)
-            or self.min_size < 0
-        ):
-            raise ValueError(f"min_size must be an int of 0 or more, not {self.min_size!r}")
+        check_int("compression_level", self.compression_level, -1, 9)
+        check_int("memory_level", self.memory_level, 1, 9)
+        check_int("min_size", self.min_size, 0)
 
 
 def offer_header(options: DeflateOptions) -> str:
