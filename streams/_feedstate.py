@@ -9,10 +9,11 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from ._packets import WebsocketState
-from ._policy import WebsocketAction, WebsocketCause
+from ._policy import WebsocketAction, WebsocketCause, WebsocketPolicy
 from ._session import AsyncWebSocketSession
 
 if TYPE_CHECKING:
+    from ._backoff import Backoff
     from ._supervisor import Supervisor
 
 __all__ = ["FeedObserving", "StateChange", "StateChanges"]
@@ -79,7 +80,8 @@ class StateChanges:
 
 
 class FeedObserving:
-    """The observing half of a reconnecting feed: what its supervisor (``_loop``) reports."""
+    """The observing half of a reconnecting feed: what its supervisor (``_loop``) reports,
+    and its configuration."""
 
     __slots__ = ()
 
@@ -87,6 +89,25 @@ class FeedObserving:
 
     def _check_entered(self) -> None:
         raise NotImplementedError
+
+    @property
+    def policy(self) -> WebsocketPolicy:
+        """What to do after each end (may be replaced at any time)."""
+        return self._loop.holder.policy
+
+    @policy.setter
+    def policy(self, policy: WebsocketPolicy) -> None:
+        self._loop.holder.policy = policy
+
+    @property
+    def backoff(self) -> Backoff:
+        """The waits between attempts."""
+        return self._loop.options.backoff
+
+    @property
+    def max_attempts(self) -> int | None:
+        """Consecutive attempts without a stable connection before giving up (``None``: never)."""
+        return self._loop.options.max_attempts
 
     @property
     def resume_state(self) -> dict[str, Any]:

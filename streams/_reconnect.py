@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ParamSpec, Self, TypeVar
 
@@ -19,6 +19,7 @@ import httpx
 from ._attempt import ConnectOptions, HeadersArg, ParamsArg
 from ._backoff import Backoff as Backoff
 from ._connect import DEFAULT_COMPRESSION
+from ._feedinbox import FeedReceiving
 from ._feedstate import FeedObserving
 from ._feedstate import StateChange as StateChange
 from ._feedstate import StateChanges as StateChanges
@@ -54,7 +55,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
+class ReconnectingWebSocket(FeedObserving, FeedReceiving, FeedSending, TypedStreams):
     """A WebSocket stream that reconnects: ``async with reconnecting_ws(url) as feed:``.
 
     ``async for message in feed`` yields every message of every connection, in
@@ -182,7 +183,7 @@ class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
         policy = policy if policy is not None else WebsocketPolicy()
         holder = SessionHolder(client, connect, policy, "streams reconnect")
         self._loop = Supervisor(url, holder, self._outbox, options)
-        self._leftover: collections.deque[Message] = collections.deque()
+        self._leftover = collections.deque()
         self._entered = False
 
     # ------------------------------------------------------------------ life cycle
@@ -228,70 +229,6 @@ class ReconnectingWebSocket(FeedObserving, FeedSending, TypedStreams):
         """
         if self._entered:
             await self._loop.stop()
-
-    # ------------------------------------------------------------------ configuration
-
-    @property
-    def policy(self) -> WebsocketPolicy:
-        """What to do after each end (may be replaced at any time)."""
-        return self._loop.holder.policy
-
-    @policy.setter
-    def policy(self, policy: WebsocketPolicy) -> None:
-        self._loop.holder.policy = policy
-
-    @property
-    def backoff(self) -> Backoff:
-        """The waits between attempts."""
-        return self._loop.options.backoff
-
-    @property
-    def max_attempts(self) -> int | None:
-        """Consecutive attempts without a stable connection before giving up (``None``: never)."""
-        return self._loop.options.max_attempts
-
-    # ------------------------------------------------------------------ receiving
-
-    def __aiter__(self) -> AsyncIterator[Message]:
-        return self
-
-    async def __anext__(self) -> Message:
-        if not self._leftover:
-            batch = await self._receive_batch()
-            if not batch:
-                raise StopAsyncIteration
-            self._leftover.extend(batch)
-        return self._leftover.popleft()
-
-    async def receive(self) -> Message:
-        """Return the next message, whichever connection it came on.
-
-        Raises:
-            DisconnectSignal: the feed ended because of the policy (after every
-                message received before).
-            anyio.EndOfStream: the feed was closed.
-
-        Cancelling is safe: no message is lost.
-        """
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            raise anyio.EndOfStream from None
-
-    def _unread_batch(self, messages: list[Message]) -> None:
-        """Put messages back in front of the next :meth:`_receive_batch` (for typed streams)."""
-        self._leftover.extendleft(reversed(messages))
-
-    async def _receive_batch(self) -> list[Message]:
-        """Every message available now, waiting for one; ``[]`` once the feed was closed.
-
-        Cancelling is safe: no message is lost.
-        """
-        if self._leftover:
-            batch = list(self._leftover)
-            self._leftover.clear()
-            return batch
-        return await self._loop.take_batch()
 
     def _check_entered(self) -> None:
         if not self._entered:
