@@ -26,7 +26,9 @@ from ._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
     Overflow,
+    UseMaxMessageSize,
 )
 from .protocol._deflate import DeflateOptions
 
@@ -59,7 +61,8 @@ class Websocket(PullAPI):
         params: the query parameters, or a function returning them, likewise.
         subprotocols: the subprotocols to offer, in order of preference.
         max_message_size_bytes: as in :func:`~streams.aconnect_ws`, like the
-            other session options: ``queue_size``, ``keepalive_ping_interval_seconds``,
+            other session options: ``max_fragmented_size_bytes``, ``queue_size``,
+            ``keepalive_ping_interval_seconds``,
             ``keepalive_ping_timeout_seconds``, ``close_timeout``, ``compression``,
             ``lag_timeout``, ``send_rate`` and ``send_rate_counts_pings``.
         overflow: the slow-consumer policy (see :func:`~streams.aconnect_ws`);
@@ -84,6 +87,7 @@ class Websocket(PullAPI):
         params: ParamsArg = None,
         subprotocols: list[str] | None = None,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,

@@ -36,8 +36,10 @@ from ._types import (
     DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
     DEFAULT_MAX_MESSAGE_SIZE_BYTES,
     DEFAULT_QUEUE_SIZE,
+    USE_MAX_MESSAGE_SIZE,
     Message,
     Overflow,
+    UseMaxMessageSize,
 )
 from .protocol._deflate import DeflateOptions
 
@@ -117,7 +119,8 @@ class ReconnectingWebSocket(FeedObserving, FeedReceiving, FeedSending, TypedStre
         params: the query parameters, or a function returning them, likewise.
         subprotocols: the subprotocols to offer, in order of preference.
         max_message_size_bytes: as in :func:`~streams.aconnect_ws`, like the
-            other session options: ``queue_size``, ``keepalive_ping_interval_seconds``,
+            other session options: ``max_fragmented_size_bytes``, ``queue_size``,
+            ``keepalive_ping_interval_seconds``,
             ``keepalive_ping_timeout_seconds``, ``close_timeout``, ``compression``,
             ``lag_timeout``, ``send_rate`` and ``send_rate_counts_pings``.
         overflow: the slow-consumer policy (see :func:`~streams.aconnect_ws`);
@@ -153,6 +156,7 @@ class ReconnectingWebSocket(FeedObserving, FeedReceiving, FeedSending, TypedStre
         params: ParamsArg = None,
         subprotocols: list[str] | None = None,
         max_message_size_bytes: int = DEFAULT_MAX_MESSAGE_SIZE_BYTES,
+        max_fragmented_size_bytes: int | UseMaxMessageSize | None = USE_MAX_MESSAGE_SIZE,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         keepalive_ping_interval_seconds: float | None = DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
         keepalive_ping_timeout_seconds: float | None = DEFAULT_KEEPALIVE_PING_TIMEOUT_SECONDS,
