@@ -601,7 +601,9 @@ async def test_app_receiving_after_disconnect_waits_until_cancelled() -> None:
         finally:
             log.append("cancelled")
 
-    async with client_for(scripted_app(script), initial_receive_timeout=0.05) as client:
+    # (The app answers the handshake at once; after the disconnect it is cancelled once
+    # initial_receive_timeout passed: long enough for a loaded machine, short for the test.)
+    async with client_for(scripted_app(script), initial_receive_timeout=0.5) as client:
         async with streams.aconnect_ws("/", client):
             pass
         assert log == [1000, "cancelled"]
@@ -668,7 +670,7 @@ async def test_app_ignoring_disconnect_is_cancelled_when_the_connection_ends() -
         finally:
             log.append("cancelled")
 
-    transport = ASGIWebSocketTransport(scripted_app(script), initial_receive_timeout=0.1)
+    transport = ASGIWebSocketTransport(scripted_app(script), initial_receive_timeout=0.5)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         async with streams.aconnect_ws("/", client):
             pass
