@@ -4,7 +4,7 @@ A message past ``max_message_size_bytes`` (within ``max_fragmented_size_bytes``)
 takes its place in the receive channel as a
 :class:`~streams.protocol.StreamedMessage`; its parts are added to it as its
 frames are parsed. The reader hands them over (:meth:`Inbox.hand_parts`) and
-stops reading while more than :data:`~streams._engine._inbox.PARTS_HIGH_WATER`
+stops reading while more than :data:`~streams._engine._parts.PARTS_HIGH_WATER`
 bytes of them wait; :func:`receive_fragments` takes them out.
 
 :func:`send_fragments` frames the parts of an outgoing message one by one,

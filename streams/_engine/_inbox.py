@@ -10,7 +10,6 @@ loop on every round trip.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 from collections.abc import Callable
@@ -18,20 +17,17 @@ from collections.abc import Callable
 import anyio
 
 from .._types import Message, Overflow
-from ..protocol import StreamedMessage
 from ._channel import ReceiveStream, channel_state, is_closed
+from ._lag import LagWatch
+from ._parts import PartsHandOff
 from ._readtimes import ReadTimes
 
-__all__ = ["PARTS_HIGH_WATER", "Inbox"]
+__all__ = ["Inbox"]
 
 logger = logging.getLogger("streams")
 
-#: The bytes of a streamed message's parts that may wait for the consumer
-#: before the reader stops reading (backpressure).
-PARTS_HIGH_WATER = 1 << 20
 
-
-class Inbox:
+class Inbox(PartsHandOff):
     """The receive channel of a session, with the reader's and the consumer's side of it.
 
     Attributes:
@@ -47,17 +43,12 @@ class Inbox:
     def __init__(self, queue_size: int, overflow: Overflow = "block", lag: float = 5.0) -> None:
         self.queue_size = queue_size
         self._overflow = overflow
-        self._lag = lag
         #: Messages dropped by the overflow policy.
         self.overflow_dropped = 0
         #: Set when the queue stayed full ``lag`` seconds (``overflow="disconnect"``).
         self.overflowed = False
-        # With "disconnect": how many messages were ever put in the channel,
-        # and (that count after a batch, when the batch went in), oldest first.
-        self._pushed = 0
-        self._batches: collections.deque[tuple[int, float]] | None = (
-            collections.deque() if overflow == "disconnect" else None
-        )
+        # With "disconnect": how long the oldest message has waited.
+        self._lag_watch = LagWatch(lag) if overflow == "disconnect" else None
         self._to_consumer, receive_stream = anyio.create_memory_object_stream[Message](queue_size)
         self._state = channel_state(self._to_consumer, receive_stream)
         if self._state is not None:
@@ -69,17 +60,9 @@ class Inbox:
         self.receive_stream = receive_stream
         # The session's receive_stream was closed (bulk mode).
         self._stream_closed = False
-        # Streamed messages put in the channel (or about to be), and taken by
-        # receive_fragments().
-        self._streamed_in = 0
-        self._streamed_out = 0
-        #: The consumer's fast path is off (checked per message): receive_stream
-        #: was closed, or a streamed message waits (only receive_fragments() takes it).
-        self.detour = False
+        self._init_parts()
         #: The channel ended: no more messages, nor parts, will come.
         self.ended = False
-        # Set when the consumer took parts of a streamed message, for the reader.
-        self._parts_taken: anyio.Event | None = None
         self.paused = False
         self.pauses = 0
         self.dropped = 0
@@ -120,9 +103,8 @@ class Inbox:
             self.stamps.entered(index - start)
         if index < len(messages) and self._overflow in ("drop_oldest", "drop_newest"):
             index = self._drop(messages, index)
-        if self._batches is not None and index > start:
-            self._pushed += index - start
-            self._batches.append((self._pushed, anyio.current_time()))
+        if self._lag_watch is not None and index > start:
+            self._lag_watch.entered(index - start)
         return index
 
     def _drop(self, messages: list[Message], index: int) -> int:
@@ -225,7 +207,8 @@ class Inbox:
             if self.closing:
                 self.dropped += count - index
                 return
-            wait = self._lag - self._oldest_wait() if self._batches is not None else math.inf
+            lag_watch = self._lag_watch
+            wait = math.inf if lag_watch is None else lag_watch.time_left(self.waiting)
             if wait <= 0:
                 # overflow="disconnect": the oldest message waited too long.
                 self.overflowed = True
@@ -252,19 +235,9 @@ class Inbox:
                     self.dropped += count - index
                     return
                 continue  # the lag deadline: judged at the top of the loop
-            if self._batches is not None:
-                self._pushed += 1
-                self._batches.append((self._pushed, anyio.current_time()))
+            if lag_watch is not None:
+                lag_watch.entered(1)
             index += 1
-
-    def _oldest_wait(self) -> float:
-        """How long the oldest message in the channel has waited (``overflow="disconnect"``)."""
-        batches = self._batches
-        assert batches is not None
-        taken = self._pushed - self.waiting
-        while batches and batches[0][0] <= taken:
-            batches.popleft()
-        return anyio.current_time() - batches[0][1] if batches else 0.0
 
     def stop_waiting(self) -> None:
         """This side is closing: a reader waiting for room drops what it holds instead."""
@@ -450,46 +423,3 @@ class Inbox:
         else:
             self._unread[:0] = messages
         self.wake()
-
-    # ------------------------------------------------- streamed messages
-
-    def streamed_started(self, count: int) -> None:
-        """Reader: ``count`` messages streamed so far; before they go in the channel."""
-        self._streamed_in = count
-        self._set_detour()
-
-    def streamed_taken(self) -> None:
-        """Consumer: receive_fragments() took a streamed message from the channel."""
-        self._streamed_out += 1
-        self._set_detour()
-
-    def _set_detour(self) -> None:
-        self.detour = self._stream_closed or self._streamed_in > self._streamed_out
-
-    async def hand_parts(self, streamed: StreamedMessage) -> None:
-        """Reader: parts of ``streamed`` arrived; wait while too many wait for the consumer.
-
-        While this side closes, or once nobody receives, they are dropped instead.
-        """
-        self.wake()
-        while streamed.buffered > PARTS_HIGH_WATER and not self.closing and self.delivering:
-            self.paused = True
-            self.pauses += 1
-            taken = self._parts_taken = anyio.Event()
-            try:
-                with anyio.CancelScope() as scope:
-                    self._delivery_scope = scope
-                    await taken.wait()
-            finally:
-                self.paused = False
-                self._delivery_scope = None
-        if self.closing or not self.delivering:
-            streamed.discarded = True
-            streamed.take()
-
-    def parts_taken(self) -> None:
-        """Consumer: parts were taken (or dropped): a reader waiting for room reads on."""
-        taken = self._parts_taken
-        if taken is not None:
-            self._parts_taken = None
-            taken.set()

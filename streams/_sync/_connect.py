@@ -18,7 +18,7 @@ import httpx
 from .._connect import DEFAULT_COMPRESSION, default_ssl_context
 from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
-from .._options import SessionOptions
+from .._options import SessionOptions, option_names
 from .._pool import leave_pool_sync
 from .._proxy import open_upgrade_sync
 from .._types import (
@@ -106,19 +106,25 @@ class WebSocketClient(Generic[SyncSession]):
         compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ) -> None:
         self.client = client
-        self.max_message_size_bytes = max_message_size_bytes
-        # Checked as the async API checks it.
-        SessionOptions(
-            max_message_size_bytes=max_message_size_bytes,
-            max_fragmented_size_bytes=max_fragmented_size_bytes,
-        )
-        self.max_fragmented_size_bytes = max_fragmented_size_bytes
-        self.queue_size = queue_size
-        self.keepalive_ping_interval_seconds = keepalive_ping_interval_seconds
-        self.keepalive_ping_timeout_seconds = keepalive_ping_timeout_seconds
         self.session_class: type[SyncSession] = session_class or WebSocketSession  # type: ignore[assignment]
-        self.close_timeout = close_timeout
-        self.compression = compression
+        self.options = SessionOptions.pick(locals())
+
+    @classmethod
+    def _from_options(
+        cls, client: httpx.Client | None, options: SessionOptions, session_class: type[SyncSession]
+    ) -> WebSocketClient[SyncSession]:
+        self = cls.__new__(cls)
+        self.client = client
+        self.session_class = session_class
+        self.options = options
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        # The options also read as attributes, as in earlier versions.
+        options = self.__dict__.get("options")
+        if options is not None and name in option_names():
+            return getattr(options, name)
+        raise AttributeError(name)
 
     @contextlib.contextmanager
     def connect(
@@ -162,10 +168,11 @@ class WebSocketClient(Generic[SyncSession]):
                 )
             elif not isinstance(client, httpx.Client):
                 raise TypeError(f"client must be an httpx.Client, not {type(client).__name__}")
+            options = self.options
             handshake = Handshake(
                 subprotocols=subprotocols,
-                compression=self.compression,
-                max_message_size=self.max_message_size_bytes,
+                compression=options.compression,
+                max_message_size=options.max_message_size_bytes,
             )
             headers = httpx.Headers(kwargs.pop("headers", None))
             headers.update(handshake.request_headers())
@@ -181,17 +188,17 @@ class WebSocketClient(Generic[SyncSession]):
             leave_pool_sync(response)
             session = self.session_class(
                 stream,
-                max_message_size_bytes=self.max_message_size_bytes,
-                queue_size=self.queue_size,
-                keepalive_ping_interval_seconds=self.keepalive_ping_interval_seconds,
-                keepalive_ping_timeout_seconds=self.keepalive_ping_timeout_seconds,
+                max_message_size_bytes=options.max_message_size_bytes,
+                queue_size=options.queue_size,
+                keepalive_ping_interval_seconds=options.keepalive_ping_interval_seconds,
+                keepalive_ping_timeout_seconds=options.keepalive_ping_timeout_seconds,
                 response=response,
             )
             # Given apart from the constructor, whose keywords are httpx-ws's,
             # so that a subclass overriding __init__ with them works.
             session._configure(
-                max_fragmented_size=self.max_fragmented_size_bytes,
-                close_timeout=self.close_timeout,
+                max_fragmented_size=options.max_fragmented_size_bytes,
+                close_timeout=options.close_timeout,
                 extensions=handshake.extensions,
                 subprotocol=handshake.subprotocol,
             )
@@ -336,15 +343,6 @@ def connect_ws(
     An exception raised inside the ``with`` block comes out as itself, after
     the session closed.
     """
-    ws_client: WebSocketClient[WebSocketSession] = WebSocketClient(
-        client,
-        max_message_size_bytes=max_message_size_bytes,
-        max_fragmented_size_bytes=max_fragmented_size_bytes,
-        queue_size=queue_size,
-        keepalive_ping_interval_seconds=keepalive_ping_interval_seconds,
-        keepalive_ping_timeout_seconds=keepalive_ping_timeout_seconds,
-        session_class=session_class or WebSocketSession,
-        close_timeout=close_timeout,
-        compression=compression,
-    )
+    options = SessionOptions.pick(locals())
+    ws_client = WebSocketClient._from_options(client, options, session_class or WebSocketSession)
     return ws_client.connect(url, subprotocols=subprotocols, **kwargs)

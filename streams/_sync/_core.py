@@ -42,7 +42,6 @@ from .._checks import check_close_code
 from .._exceptions import (
     HTTPXWSException,
     WebSocketDisconnect,
-    WebSocketKeepaliveTimeout,
     WebSocketNetworkError,
 )
 from .._session import NORMAL_CLOSE_CODES, SessionStatistics
@@ -57,8 +56,8 @@ from .._types import (
     UseMaxMessageSize,
 )
 from ..protocol import ClientProtocol, CloseState, SendingFragments
-from ..protocol._wsproto import CloseReason
 from ._io import FOREVER, stream_io
+from ._keepalive import SyncKeepalive
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -118,7 +117,7 @@ def remaining(deadline: float | None) -> float:
     return deadline - time.monotonic()
 
 
-class SyncConnection:
+class SyncConnection(SyncKeepalive):
     """One WebSocket connection over a blocking network stream, with at most one helper thread.
 
     The engine of :class:`~streams.WebSocketSession`, which adds the public
@@ -373,82 +372,6 @@ class SyncConnection:
                 if sent == payload:
                     self._ping_rtt = now - sent_at
                     break
-
-    # ------------------------------------------------------------ keepalive
-
-    def _keepalive_due(self) -> float | None:
-        """Seconds until keepalive has something to do; ``None`` if never."""
-        if self._keepalive_interval is None or self._received_all:
-            return None
-        if self._keepalive_pong is None:
-            return max(self._next_ping - time.monotonic(), 0.0)
-        if self._keepalive_pong.is_set():
-            return 0.0
-        return max(self._keepalive_deadline - time.monotonic(), 0.0)
-
-    def _keepalive_tick(self) -> float:
-        """Send the keepalive ping, or judge the last one, when due; callable from any thread.
-
-        Returns:
-            Seconds until keepalive next has something to do (long if never).
-        """
-        with self._cond:
-            due = self._keepalive_due()
-            if due is None:
-                return _FOREVER
-            if due > 0:
-                return due
-            pong = self._keepalive_pong
-            now = time.monotonic()
-            assert self._keepalive_interval is not None
-            if pong is None:
-                # Claim the ping, so that two threads never send it twice.
-                self._keepalive_pong = threading.Event()
-                self._keepalive_deadline = now + (self._keepalive_timeout or _FOREVER)
-                self._keepalive_marks = (self._reads, self._pauses)
-                send = True
-            else:
-                self._keepalive_pong = None
-                self._next_ping = now + self._keepalive_interval
-                if (
-                    pong.is_set()
-                    or self._keepalive_timeout is None
-                    or (self._reads, self._pauses) != self._keepalive_marks
-                    or self._paused
-                ):
-                    # A pong, bytes that arrived, or a reader held back by a
-                    # slow consumer (and so not reading the pong): alive.
-                    return self._keepalive_interval
-                send = False
-        if send:
-            try:
-                event = self._send_ping(b"")
-            except HTTPXWSException:
-                return _FOREVER
-            with self._cond:
-                pong = self._keepalive_pong
-                if pong is not None:
-                    # Hand the ping's own event over to the judge.
-                    self._keepalive_pong = event
-            return self._keepalive_timeout or _FOREVER
-        self._fail_keepalive()
-        return _FOREVER
-
-    def _fail_keepalive(self) -> None:
-        logger.debug("keepalive ping timeout: the peer is not answering")
-        protocol = self._protocol
-        with self._cond:
-            self._set_error(WebSocketKeepaliveTimeout("keepalive ping timeout"))
-            data = protocol.send_close(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
-            protocol.closed_locally(CloseReason.INTERNAL_ERROR, "keepalive ping timeout")
-        if data and self._write_lock.acquire(timeout=1):
-            try:
-                self._io.write(data)
-            except Exception:
-                pass
-            finally:
-                self._write_lock.release()
-        self._abort()
 
     # -------------------------------------------------------------- closing
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Final, cast
 
 from .._engine._fragments import streamed_error
-from .._engine._inbox import PARTS_HIGH_WATER
+from .._engine._parts import PARTS_HIGH_WATER
 from .._exceptions import HTTPXWSException, WebSocketNetworkError
 from .._types import Message
 from ..protocol import CloseState, StreamedMessage
