@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._feedtimes import FeedReadTimes
 from ._types import Message
 
 if TYPE_CHECKING:
@@ -60,13 +61,33 @@ class FeedReceiving:
         """Put messages back in front of the next :meth:`_receive_batch` (for typed streams)."""
         self._leftover.extendleft(reversed(messages))
 
-    async def _receive_batch(self) -> list[Message]:
-        """Every message available now, waiting for one; ``[]`` once the feed was closed.
+    async def _receive_batch(self, limit: int = 0) -> list[Message]:
+        """Every message available now (at most ``limit`` if given), waiting for one.
 
-        Cancelling is safe: no message is lost.
+        Returns ``[]`` once the feed was closed. Cancelling is safe: no message is lost.
         """
-        if self._leftover:
-            batch = list(self._leftover)
-            self._leftover.clear()
+        leftover = self._leftover
+        if not leftover:
+            batch = await self._loop.take_batch()
+            if 0 < limit < len(batch):
+                leftover.extend(batch[limit:])
+                del batch[limit:]
             return batch
-        return await self._loop.take_batch()
+        if 0 < limit < len(leftover):
+            return [leftover.popleft() for _ in range(limit)]
+        batch = list(leftover)
+        leftover.clear()
+        return batch
+
+    def _read_times(self, count: int) -> list[float | None]:
+        """When each of the last ``count`` messages taken was read off its socket (``time.time()``).
+
+        The first call starts recording: until then the times are ``None``.
+        """
+        loop = self._loop
+        if loop.read_times is None:
+            loop.read_times = FeedReadTimes()
+            if loop.session is not None:
+                loop.read_times.start(loop.session)
+            return [None] * count
+        return loop.read_times.times(count, loop.inbox_count + len(self._leftover))

@@ -23,6 +23,7 @@ from ._backoff import Backoff
 from ._checks import check_int
 from ._classify import single_leaf
 from ._feedstate import StateChange, StateChanges
+from ._feedtimes import FeedReadTimes
 from ._holder import Held, SessionHolder
 from ._outbox import Outbox
 from ._packets import WebsocketState
@@ -95,6 +96,10 @@ class Supervisor:
         self._resume_pending = False
         self._observers: list[MemoryObjectSendStream[StateChange]] = []
         self._scope: anyio.CancelScope | None = None
+        #: When each message was read, once a ``timestamp()`` asks; and the
+        #: messages in the channel (the consumer's side finds times from it).
+        self.read_times: FeedReadTimes | None = None
+        self.inbox_count = 0
         # Made in start() (anyio primitives need the running event loop).
         self._inbox_send: MemoryObjectSendStream[list[Message]]
         self.inbox: MemoryObjectReceiveStream[list[Message]]
@@ -208,9 +213,9 @@ class Supervisor:
         except (anyio.WouldBlock, anyio.EndOfStream):
             pass
         self._inbox_space.set()
-        if len(batches) == 1:
-            return batches[0]
-        return [message for batch in batches for message in batch]
+        taken = batches[0] if len(batches) == 1 else [m for batch in batches for m in batch]
+        self.inbox_count -= len(taken)
+        return taken
 
     # ------------------------------------------------------------------ the loop
 
@@ -345,6 +350,8 @@ class Supervisor:
             reading = anyio.CancelScope()
 
             async def read() -> None:
+                if self.read_times is not None:
+                    self.read_times.start(ws)
                 with reading:
                     try:
                         while True:
@@ -362,7 +369,7 @@ class Supervisor:
                                     )
                                 )
                                 break
-                            self._inbox_send.send_nowait(batch)
+                            self._put(ws, batch)
                     except Exception as exc:
                         ended(exc)
                 finish()
@@ -398,8 +405,15 @@ class Supervisor:
         except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
             pass
         if received:
-            self._inbox_send.send_nowait(received)
+            self._put(ws, received)
         return ends[0]
+
+    def _put(self, ws: AsyncWebSocketSession, batch: list[Message]) -> None:
+        """Move a batch the session received into the feed's channel."""
+        if self.read_times is not None:
+            self.read_times.entered(ws, batch)
+        self._inbox_send.send_nowait(batch)
+        self.inbox_count += len(batch)
 
     async def _write_loop(self, ws: AsyncWebSocketSession, over: anyio.Event) -> None:
         """Write the outbox, a batch at a time, until the connection is ``over``.

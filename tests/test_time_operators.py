@@ -496,3 +496,24 @@ class TestReadTimes:
         log.read_at = 3.0
         log.entered(1)
         assert log.times(2, inside=0) == [1.0, 3.0]
+
+
+async def test_timestamp_on_a_reconnecting_feed_gives_the_read_time(
+    echo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeWallClock()
+    monkeypatch.setattr(_reader, "time", clock)
+    async with reconnecting_ws(echo_url) as feed:
+        await feed.send_text("before")
+        assert await feed.receive() == "before"
+        stamped = feed.text().map(str.upper).timestamp()
+        await feed.send_text("m0")
+        first = await stamped.first()
+        assert first == Timestamped("M0", 1000.0)  # the session's reader clock
+        for i in range(1, 20):
+            await feed.send_text(f"m{i}")
+        got = await stamped.take(19).collect()
+    assert [s.value for s in got] == [f"M{i}" for i in range(1, 20)]
+    times = [s.received_at for s in got]
+    assert times == sorted(times)
+    assert set(times) <= {1000.0 + n for n in range(clock.calls)}

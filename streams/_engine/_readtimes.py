@@ -58,6 +58,9 @@ class ReadTimes:
         """
         end = self._entered - inside
         start = end - count
+        if start < 0:
+            # Messages that were inside before recording started come first.
+            return [None] * min(-start, count) + (self.times(end, inside) if end > 0 else [])
         reads = self._reads
         while reads and reads[0][0] <= start:
             self._floor = reads.popleft()[0]

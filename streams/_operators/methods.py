@@ -205,15 +205,16 @@ class Operators(Generic[T_co]):
 
         ``received_at`` is ``time.time()`` when the frame was read off the
         socket (one clock call per read), not when you take the item: over a
-        session, directly or through one-stream operators (``json``, ``decode``,
-        ``map``, ``filter``...). The session records read times from the first
-        read of this stream on: messages already waiting then get the time they
-        reach this operator. Over a source without read times (a reconnecting
-        feed, a merged stream, a group of ``group_by``, an async iterable) it is
-        the time the item reaches this operator.
+        session or a reconnecting feed, directly or through one-stream operators
+        (``json``, ``decode``, ``map``, ``filter``...). Read times are recorded
+        from the first read of this stream on: messages already waiting then get
+        the time they reach this operator. Over a source without read times (a
+        merged stream, a group of ``group_by``, an async iterable) it is the
+        time the item reaches this operator.
 
-        Over a session, items are asked one at a time (to pair each with its
-        message); use it where you need the times, not on a hot path you batch.
+        Over a session or a feed, items are asked one at a time (to pair each
+        with its message); use it where you need the times, not on a hot path
+        you batch.
 
         Returns:
             A stream of ``Timestamped(value, received_at)``.
