@@ -23,7 +23,8 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._exceptions import HTTPXWSException, WebSocketDisconnect, WebSocketNetworkError
+from .._ending import NORMAL_CLOSE_CODES, end_error, end_of_stream, first_error
+from .._exceptions import HTTPXWSException, WebSocketNetworkError
 from .._options import SessionOptions
 from .._taskgroup import OwnedTaskGroup
 from .._types import Message
@@ -43,7 +44,6 @@ logger = logging.getLogger("streams")
 
 #: Close codes that end iteration quietly: a normal close, "going away", or a
 #: Close frame with no status code.
-NORMAL_CLOSE_CODES = frozenset({1000, 1001, 1005})
 #: The close code of a normal close.
 NORMAL_CLOSURE = 1000
 
@@ -223,23 +223,15 @@ class Engine:
 
     def set_error(self, error: HTTPXWSException, cause: BaseException | None = None) -> None:
         """Keep the first error that ends the session abnormally."""
-        if self.error is None:
-            if cause is not None:
-                error.__cause__ = cause
-            self.error = error
+        self.error = first_error(self.error, error, cause)
 
     def end_error(self) -> HTTPXWSException:
         """The exception that reports the end of the session."""
-        if self.error is not None:
-            return self.error
-        return WebSocketDisconnect(*self.protocol.ending)
+        return end_error(self.error, self.protocol.ending)
 
     def end_of_stream(self) -> None:
         """Called when the receive channel ended: return for a normal close, else raise."""
-        error = self.end_error()
-        if isinstance(error, WebSocketDisconnect) and error.code in NORMAL_CLOSE_CODES:
-            return
-        raise error
+        end_of_stream(self.end_error())
 
     def check_can_send(self) -> None:
         """Raise the session's end if nothing more can be sent."""

@@ -39,12 +39,12 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from .._checks import check_close_code
+from .._ending import end_error, end_of_stream, first_error
 from .._exceptions import (
     HTTPXWSException,
-    WebSocketDisconnect,
     WebSocketNetworkError,
 )
-from .._session import NORMAL_CLOSE_CODES, SessionStatistics
+from .._session import SessionStatistics
 from .._types import (
     DEFAULT_CLOSE_TIMEOUT_SECONDS,
     DEFAULT_KEEPALIVE_PING_INTERVAL_SECONDS,
@@ -376,23 +376,15 @@ class SyncConnection(SyncKeepalive):
     # -------------------------------------------------------------- closing
 
     def _set_error(self, error: HTTPXWSException, cause: BaseException | None = None) -> None:
-        if self._error is None:
-            if cause is not None:
-                error.__cause__ = cause
-            self._error = error
+        self._error = first_error(self._error, error, cause)
 
     def _end_error(self) -> HTTPXWSException:
         """The exception that reports the end of the session."""
-        if self._error is not None:
-            return self._error
-        return WebSocketDisconnect(*self._protocol.ending)
+        return end_error(self._error, self._protocol.ending)
 
     def _end_of_stream(self) -> None:
         """Called when no message is left: return for a normal close, else raise."""
-        error = self._end_error()
-        if isinstance(error, WebSocketDisconnect) and error.code in NORMAL_CLOSE_CODES:
-            return
-        raise error
+        end_of_stream(self._end_error())
 
     def _close(self, code: int, reason: str | None) -> None:
         check_close_code(code)
