@@ -281,15 +281,7 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         is sent even if the call is cancelled while waiting for room; with
         ``send_rate``, a call cancelled while waiting for its turn sends nothing.
         """
-        engine = self._engine or self._build()
-        if engine.rate is not None:
-            await engine.rate.take()
-        engine.check_can_send()
-        try:
-            engine.send_message(data, compress)
-        except SendingFragments:
-            await send_after_fragments(engine, data, compress)
-        await engine.wait_for_room()
+        await self._send_message(data, compress)
 
     async def send_bytes(self, data: builtins.bytes, *, compress: bool = True) -> None:
         """Send a binary message.
@@ -311,6 +303,10 @@ class AsyncWebSocketSession(SessionCore, TypedStreams):
         is sent even if the call is cancelled while waiting for room; with
         ``send_rate``, a call cancelled while waiting for its turn sends nothing.
         """
+        await self._send_message(data, compress)
+
+    async def _send_message(self, data: Message, compress: bool) -> None:
+        """Send one whole message (``send_text`` / ``send_bytes``): its turn, the frame, room."""
         engine = self._engine or self._build()
         if engine.rate is not None:
             await engine.rate.take()
