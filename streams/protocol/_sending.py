@@ -70,16 +70,7 @@ class FrameSender:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x81, data.encode())
-        if self._fragmenting:
-            raise SendingFragments
-        if self._plain(compress, len(data)):
-            payload = data.encode()
-            if not compress or len(payload) < self._min_compress:
-                return self._frame(0x81, payload)
-        frame = bytes(self._conn.send(TextMessage(data=data)))
-        # This finished any fragmented message: whole messages may be framed here again.
-        self._fast_send = not self._compressed
-        return frame
+        return self._send_message(0x81, data, compress)
 
     def send_bytes(self, data: bytes, compress: bool = True) -> bytes:
         """Return the frame of a binary message.
@@ -94,11 +85,24 @@ class FrameSender:
         """
         if self._fast_send and self._conn.state is ConnectionState.OPEN:
             return self._frame(0x82, data)
+        return self._send_message(0x82, data, compress)
+
+    def _send_message(self, first: int, data: str | bytes, compress: bool) -> bytes:
+        """The frame of a whole message off the fast path: compressed, or after fragments.
+
+        Raises:
+            SendingFragments: a message sent in fragments is not finished.
+        """
         if self._fragmenting:
             raise SendingFragments
         if self._plain(compress, len(data)):
-            return self._frame(0x82, data)
-        frame = bytes(self._conn.send(BytesMessage(data=data)))
+            payload = data.encode() if isinstance(data, str) else data
+            # (For text, len(data) counted characters: now the bytes.)
+            if not compress or len(payload) < self._min_compress:
+                return self._frame(first, payload)
+        event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
+        frame = bytes(self._conn.send(event))
+        # This finished any fragmented message: whole messages may be framed here again.
         self._fast_send = not self._compressed
         return frame
 
