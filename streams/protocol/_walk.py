@@ -78,7 +78,7 @@ class FrameWalker:
         n = len(data)
         pos = 0
         while pos < n:
-            if not message and limit >= 125:
+            if not message and limit >= 125 and n - pos > 1 and data[pos + 1] < 126:
                 pos = small_messages(data, pos, n, append)
                 if pos >= n:
                     return
