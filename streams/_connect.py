@@ -22,7 +22,7 @@ import httpx
 from ._connect_errors import check_request_keywords, http_url, restated
 from ._exceptions import WebSocketUpgradeError
 from ._http import AsyncHTTPTransport, shared_ssl_context
-from ._options import DEFAULT_COMPRESSION, SessionOptions, option_names
+from ._options import DEFAULT_COMPRESSION, OptionAttributes, SessionOptions
 from ._pool import leave_pool
 from ._proxy import open_upgrade
 from ._session import AsyncWebSocketSession
@@ -85,7 +85,7 @@ def _proxies_configured() -> bool:
     return any(urllib.request.getproxies().values())
 
 
-class AsyncWebSocketClient(Generic[AsyncSession]):
+class AsyncWebSocketClient(OptionAttributes, Generic[AsyncSession]):
     """Opens async WebSocket sessions through an :class:`httpx.AsyncClient`.
 
     Args:
@@ -140,13 +140,6 @@ class AsyncWebSocketClient(Generic[AsyncSession]):
         self.session_class = session_class
         self.options = options
         return self
-
-    def __getattr__(self, name: str) -> Any:
-        # The options also read as attributes, as in earlier versions.
-        options = self.__dict__.get("options")
-        if options is not None and name in option_names():
-            return getattr(options, name)
-        raise AttributeError(name)
 
     @contextlib.asynccontextmanager
     async def connect(

@@ -25,7 +25,7 @@ from ._types import (
 )
 from .protocol._deflate import DeflateOptions
 
-__all__ = ["DEFAULT_COMPRESSION", "SessionOptions", "unknown_keyword_error"]
+__all__ = ["DEFAULT_COMPRESSION", "OptionAttributes", "SessionOptions", "unknown_keyword_error"]
 
 #: The compression offered by default: permessage-deflate with its defaults.
 DEFAULT_COMPRESSION = DeflateOptions()
@@ -169,6 +169,22 @@ class SessionOptions:
     def replace(self, **changes: Any) -> SessionOptions:
         """Return a copy with ``changes``, checked again."""
         return dataclasses.replace(self, **changes)
+
+
+class OptionAttributes:
+    """Reads the session options of ``self.options`` as attributes (``client.queue_size``).
+
+    For the classes that open sessions, which stored each option as an
+    attribute in earlier versions.
+    """
+
+    options: SessionOptions
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options")
+        if options is not None and name in option_names():
+            return getattr(options, name)
+        raise AttributeError(name)
 
 
 def option_names() -> list[str]:

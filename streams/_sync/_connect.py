@@ -18,7 +18,7 @@ import httpx
 from .._connect import DEFAULT_COMPRESSION, default_ssl_context
 from .._connect_errors import check_request_keywords, http_url, restated
 from .._exceptions import WebSocketUpgradeError
-from .._options import SessionOptions, option_names
+from .._options import OptionAttributes, SessionOptions
 from .._pool import leave_pool_sync
 from .._proxy import open_upgrade_sync
 from .._types import (
@@ -45,7 +45,7 @@ SyncSession = TypeVar("SyncSession", bound=WebSocketSession)
 _HANDSHAKE_HEADERS = ("connection", "upgrade", "sec-websocket-protocol", "sec-websocket-extensions")
 
 
-class WebSocketClient(Generic[SyncSession]):
+class WebSocketClient(OptionAttributes, Generic[SyncSession]):
     """Opens sync WebSocket sessions through an :class:`httpx.Client`.
 
     Args:
@@ -118,13 +118,6 @@ class WebSocketClient(Generic[SyncSession]):
         self.session_class = session_class
         self.options = options
         return self
-
-    def __getattr__(self, name: str) -> Any:
-        # The options also read as attributes, as in earlier versions.
-        options = self.__dict__.get("options")
-        if options is not None and name in option_names():
-            return getattr(options, name)
-        raise AttributeError(name)
 
     @contextlib.contextmanager
     def connect(
