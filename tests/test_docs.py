@@ -190,13 +190,35 @@ def _example_main(
     base_url: str,
     stdout: str,
     stderr: str,
+    status: str,
     backend: str = "asyncio",
 ) -> None:
     """The example's process: run ``source`` as the ``__main__`` module, output to files.
 
     ``backend`` becomes the default backend of ``anyio.run``; for ``"pytest"``, ``source``
-    is a test module, run by pytest.
+    is a test module, run by pytest. The exit status is also written to the file ``status``.
     """
+    code: object = 1
+    try:
+        _run_example(source, filename, first_line, base_url, stdout, stderr, backend)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+        raise
+    finally:
+        number = 0 if code is None else code if isinstance(code, int) else 1
+        Path(status).write_text(str(number), encoding="ascii")
+
+
+def _run_example(
+    source: str,
+    filename: str,
+    first_line: int,
+    base_url: str,
+    stdout: str,
+    stderr: str,
+    backend: str,
+) -> None:
     for fd, path in ((1, stdout), (2, stderr)):
         file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(file, fd)
@@ -254,6 +276,7 @@ def run_block(block: Block, base_url: str, output_dir: Path, backend: str = "asy
     name = f"{block.page}-{block.index}-{backend}"
     stdout = output_dir / f"{name}.out"
     stderr = output_dir / f"{name}.err"
+    status = output_dir / f"{name}.status"
     process = _CONTEXT.Process(
         target=_example_main,
         args=(
@@ -263,6 +286,7 @@ def run_block(block: Block, base_url: str, output_dir: Path, backend: str = "asy
             base_url,
             str(stdout),
             str(stderr),
+            str(status),
             backend,
         ),
         # Not daemonic: an example may start processes of its own (docs/many-feeds.md), which
@@ -275,7 +299,21 @@ def run_block(block: Block, base_url: str, output_dir: Path, backend: str = "asy
     if not finished:
         process.kill()
         process.join()
-    return Outcome(process.exitcode if finished else None, _read(stdout), _read(stderr))
+    return Outcome(
+        _exit_status(process, status) if finished else None, _read(stdout), _read(stderr)
+    )
+
+
+def _exit_status(process: multiprocessing.process.BaseProcess, status: Path) -> int | None:
+    """The example's exit status.
+
+    Under load, the forkserver can lose the status of a process that ended normally and
+    report 255 instead (CPython issue 140867); the status the example wrote itself is then
+    the one to believe. A process that died before writing it keeps the forkserver's.
+    """
+    if process.exitcode == 255 and status.exists():
+        return int(status.read_text(encoding="ascii"))
+    return process.exitcode
 
 
 def _read(path: Path) -> str:
@@ -474,6 +512,7 @@ def test_tracebacks_name_the_page_and_line(uvicorn_websockets_url: str, tmp_path
     assert 'File "docs/example.md", line 44, in <module>' in outcome.stderr
     assert outcome.stderr.rstrip().endswith(f"KeyError: '{uvicorn_websockets_url}'")
     assert "_example_main" not in outcome.stderr
+    assert "_run_example" not in outcome.stderr
 
 
 def test_examples_run_as_main_with_warnings_as_errors(tmp_path: Path) -> None:
@@ -489,6 +528,23 @@ def test_examples_run_as_main_with_warnings_as_errors(tmp_path: Path) -> None:
     outcome = run_block(block, "ws://127.0.0.1:9", tmp_path)
     assert outcome.returncode == 1
     assert "DeprecationWarning: deprecated" in outcome.stderr
+
+
+def test_the_status_an_example_writes_outlasts_a_lost_one(tmp_path: Path) -> None:
+    block = Block(
+        page="status.md", index=0, line=1, source="import sys\nsys.exit(3)\n", no_run=None
+    )
+    outcome = run_block(block, "ws://127.0.0.1:9", tmp_path)
+    assert outcome.returncode == 3
+    status = tmp_path / "status.md-0-asyncio.status"
+    assert status.read_text(encoding="ascii") == "3"
+
+    class Lost:
+        exitcode = 255  # what the forkserver reports when it loses a child's status
+
+    assert _exit_status(Lost(), status) == 3  # type: ignore[arg-type]
+    status.unlink()
+    assert _exit_status(Lost(), status) == 255  # type: ignore[arg-type]
 
 
 def test_a_block_that_never_ends_is_stopped(
