@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from ._options import unknown_keyword_error
 
 __all__ = ["check_request_keywords", "http_url", "restated", "safe_url"]
 
+#: A URL that starts with a scheme (RFC 3986 3.1) and an authority.
+_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
@@ -35,6 +38,24 @@ def http_url(
             ws, wss, http or https, or no host.
         httpx.InvalidURL: the URL cannot be parsed.
     """
+    if isinstance(url, str):
+        # Opening many sessions to one feed parses its URL once.
+        return _http_url_of_text(url, client)
+    return _http_url(url, client)
+
+
+def _http_url_of_text(url: str, client: httpx.AsyncClient | httpx.Client | None) -> httpx.URL:
+    if _ABSOLUTE.match(url):
+        return _absolute_http_url(url)  # an absolute URL owes nothing to the client
+    return _http_url(url, client)
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute_http_url(url: str) -> httpx.URL:
+    return _http_url(url, None)
+
+
+def _http_url(url: httpx.URL | str, client: httpx.AsyncClient | httpx.Client | None) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as exc:

@@ -82,8 +82,11 @@ def _leave(response: httpx.Response) -> tuple[Any, list[Any]] | None:
         requests.remove(pool_request)
         if connection in connections:
             connections.remove(connection)
-        # Requests waiting for a free slot may go on now.
-        closing = pool._assign_requests_to_connections()
+        # Requests waiting for a free slot may go on now. (With none waiting,
+        # the scan of every request and connection is skipped: opening many
+        # sessions at once would otherwise cost a scan each.)
+        waiting = any(_queued(request) for request in requests)
+        closing = pool._assign_requests_to_connections() if waiting else []
     # The response's close must not hand the connection back (or close it).
     pool_stream._closed = True
     # Nor keep httpcore's connection objects (HTTP/1.1 state, locks, the
@@ -92,3 +95,9 @@ def _leave(response: httpx.Response) -> tuple[Any, list[Any]] | None:
     pool_stream._stream = httpx.ByteStream(b"")
     pool_stream._pool_request = None
     return pool, closing
+
+
+def _queued(request: Any) -> bool:
+    """Whether a request of the pool waits for a connection (unknown shapes count as waiting)."""
+    is_queued = getattr(request, "is_queued", None)
+    return not callable(is_queued) or bool(is_queued())

@@ -33,6 +33,25 @@ async def test_a_bad_url_says_which_schemes_work(url: str, says: str) -> None:
     assert "http://' or 'https://' protocol" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "client", "expected"),
+    [
+        ("wss://example.com/feed?a=1", None, "https://example.com/feed?a=1"),
+        ("WS://example.com/", None, "http://example.com/"),
+        ("/feed?next=wss://other.example/", "ws://example.com", "http://example.com/feed"),
+        (httpx.URL("ws://example.com/x"), None, "http://example.com/x"),
+    ],
+)
+def test_a_websocket_url_becomes_the_http_url_httpx_asks_for(
+    url: httpx.URL | str, client: str | None, expected: str
+) -> None:
+    from streams._connect_errors import http_url
+
+    base = None if client is None else httpx.Client(base_url=client)
+    for _ in range(2):  # the second time from the cache of parsed URLs
+        assert str(http_url(url, base)).startswith(expected)
+
+
 @pytest.mark.parametrize("name", ["queue_sise", "verify", "ssl"])
 async def test_an_unknown_keyword_is_named_with_the_session_options(
     name: str, echo_url: str
