@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
+import random
 import ssl
 import urllib.request
 
@@ -91,6 +92,39 @@ async def test_wss_echo_large_messages_and_close_through_the_transport(
         await ws.close(4001, "tls done")
     await record.wait_finished()
     assert (record.close_code, record.close_reason) == (4001, "tls done")
+
+
+async def test_wss_frames_stay_in_order_behind_one_the_socket_took_in_part(
+    wss_url: str, tls_client: httpx.AsyncClient, anyio_backend: str
+) -> None:
+    # The first frame after a read is encrypted and written at once: 8 MiB is more than the
+    # socket takes, so most of it waits as ciphertext, and every frame after it must follow it.
+    big = random.Random(7).randbytes(8 * 1024 * 1024)
+    with anyio.fail_after(30):
+        async with (
+            tls_client,
+            streams.aconnect_ws(
+                f"{wss_url}/echo", tls_client, max_message_size_bytes=2**24, compression=None
+            ) as ws,
+        ):
+            assert ws._engine is not None
+            assert ws._engine.io.name == expected_io(anyio_backend, tls=True)
+            for round_ in range(2):
+                await ws.send_text(f"start {round_}")
+                assert await ws.receive_text() == f"start {round_}"
+                await ws.send_bytes(big)
+                for i in range(50):
+                    await ws.send_text(f"after {i}")
+                got = await ws.receive_bytes()
+                assert hashlib.sha256(got).digest() == hashlib.sha256(big).digest()
+                assert [await ws.receive_text() for _ in range(50)] == [
+                    f"after {i}" for i in range(50)
+                ]
+            await ws.flush()
+            sent = ws.statistics().bytes_sent
+    frames = sum(2 + 4 + len(f"start {r}") for r in range(2))
+    frames += 2 * ((2 + 8 + 4 + len(big)) + sum(2 + 4 + len(f"after {i}") for i in range(50)))
+    assert sent == frames
 
 
 async def test_wss_flood_with_backpressure_through_the_transport(

@@ -5,8 +5,9 @@ every read and write. This backend wraps it so that the engine can find it
 after the upgrade; then, on plain TCP, the engine reads the trio socket
 itself (``recv``), writes with ``send``, and writes the first frame after a
 read straight to the socket's descriptor when nothing else is queued (the
-reply goes out without waking the flusher). On TLS it reads and writes
-httpcore's stream with large reads (``trio.SSLStream`` is not reimplemented).
+reply goes out without waking the flusher). On TLS straight over TCP, the
+TLS stream's SSLObject is driven the same way (:mod:`._trio_tls`); TLS in an
+HTTPS proxy's tunnel is read and written through httpcore's stream.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import trio
 
 from .._engine._io import ByteIO
 from ._probe import answer_probe, through_wrapper
+from ._trio_tls import direct_tls
 
 __all__ = ["TrioBackend", "TrioStream", "trio_io"]
 
@@ -65,6 +67,17 @@ def trio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
         return None
     inner = ours._inner
     sock = inner.get_extra_info("socket")
+    if inner.get_extra_info("ssl_object") is not None:
+        tls = direct_tls(inner)
+        if tls is not None:
+            return ByteIO(
+                read=through_wrapper(stream, ours, tls.read),
+                write=tls.write,
+                close=stream.aclose,
+                write_now=tls.write_now if os.name == "posix" else None,
+                write_backlog=tls.backlog,
+                name="trio-tls",
+            )
     if inner.get_extra_info("ssl_object") is not None or not isinstance(
         sock, trio.socket.SocketType
     ):
@@ -79,7 +92,7 @@ def trio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
             read=through_wrapper(stream, ours, read_inner),
             write=write_inner,
             close=stream.aclose,
-            name="trio-tls",
+            name="trio-tls-stream",
         )
 
     async def recv(max_bytes: int) -> bytes:
