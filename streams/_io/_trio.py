@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import httpcore
@@ -60,6 +60,51 @@ class TrioStream(httpcore.AsyncNetworkStream):
         return self._inner.get_extra_info(info)
 
 
+def socket_reader(sock: trio.socket.SocketType) -> Callable[[int], Awaitable[bytes]]:
+    """Return a read function of ``sock`` that waits for it to be readable before reading.
+
+    trio's ``recv()`` tries the socket first and waits only if nothing is there: on a
+    connection that answers as fast as it is asked, one failed ``recv`` per read. This one
+    waits first, unless the last read filled the buffer (more is likely waiting). The
+    descriptor is read with ``os.read``, on POSIX; elsewhere it is trio's ``recv()``.
+    """
+    if os.name != "posix":
+        return sock.recv
+    fileno = sock.fileno
+    wait_readable = trio.lowlevel.wait_readable
+    checkpoint = trio.lowlevel.checkpoint
+    full = False
+
+    async def recv(max_bytes: int) -> bytes:
+        nonlocal full
+        if full:
+            full = False
+            try:
+                data = os.read(_open_fd(fileno()), max_bytes)
+            except BlockingIOError:
+                pass
+            else:
+                full = len(data) == max_bytes
+                await checkpoint()  # a read is a checkpoint, as trio's are
+                return data
+        while True:
+            await wait_readable(sock)
+            try:
+                data = os.read(_open_fd(fileno()), max_bytes)
+            except BlockingIOError:
+                continue  # woken, but another read took it
+            full = len(data) == max_bytes
+            return data
+
+    return recv
+
+
+def _open_fd(fd: int) -> int:
+    if fd < 0:
+        raise trio.ClosedResourceError("the socket was closed")
+    return fd
+
+
 def trio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
     """Return the engine's I/O for a stream opened by :class:`TrioBackend`, else ``None``."""
     ours = stream.get_extra_info("streams.trio")
@@ -68,7 +113,7 @@ def trio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
     inner = ours._inner
     sock = inner.get_extra_info("socket")
     if inner.get_extra_info("ssl_object") is not None:
-        tls = direct_tls(inner)
+        tls = direct_tls(inner, socket_reader)
         if tls is not None:
             return ByteIO(
                 read=through_wrapper(stream, ours, tls.read),
@@ -95,8 +140,7 @@ def trio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
             name="trio-tls-stream",
         )
 
-    async def recv(max_bytes: int) -> bytes:
-        return await sock.recv(max_bytes)
+    recv = socket_reader(sock)
 
     async def send_all(data: bytes) -> None:
         view = memoryview(data)

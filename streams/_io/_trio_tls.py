@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -29,8 +30,12 @@ __all__ = ["DirectTLS", "direct_tls"]
 RECORD_SIZE = 16_384
 
 
-def direct_tls(inner: Any) -> DirectTLS | None:
+def direct_tls(
+    inner: Any, reader: Callable[[trio.socket.SocketType], Callable[[int], Awaitable[bytes]]]
+) -> DirectTLS | None:
     """Return the direct reader and writer of httpcore's trio TLS stream ``inner``, else ``None``.
+
+    ``reader`` makes the read function of the socket beneath.
 
     ``None`` when the stream is not TLS straight over a TCP socket (TLS through an HTTPS
     proxy's tunnel, for one), or when trio's or httpcore's private shapes changed.
@@ -49,7 +54,8 @@ def direct_tls(inner: Any) -> DirectTLS | None:
         or not isinstance(outgoing, ssl.MemoryBIO)
     ):
         return None
-    return DirectTLS(ssl_object, incoming, outgoing, transport.socket)
+    sock = transport.socket
+    return DirectTLS(ssl_object, incoming, outgoing, sock, reader(sock))
 
 
 class DirectTLS:
@@ -59,7 +65,16 @@ class DirectTLS:
     order before anything encrypted later (:meth:`backlog` says how much waits).
     """
 
-    __slots__ = ("_in_flight", "_incoming", "_outgoing", "_pending", "_send_lock", "_sock", "_ssl")
+    __slots__ = (
+        "_in_flight",
+        "_incoming",
+        "_outgoing",
+        "_pending",
+        "_recv",
+        "_send_lock",
+        "_sock",
+        "_ssl",
+    )
 
     def __init__(
         self,
@@ -67,11 +82,13 @@ class DirectTLS:
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
         sock: trio.socket.SocketType,
+        recv: Callable[[int], Awaitable[bytes]],
     ) -> None:
         self._ssl = ssl_object
         self._incoming = incoming
         self._outgoing = outgoing
         self._sock = sock
+        self._recv = recv
         # Ciphertext waiting for the socket, oldest first.
         self._pending = bytearray()
         # Bytes taken from _pending by the task sending them, not yet all sent.
@@ -101,7 +118,7 @@ class DirectTLS:
                 return data
             if self._outgoing.pending:
                 await self._send_out()
-            received = await self._sock.recv(max_bytes)
+            received = await self._recv(max_bytes)
             if not received:
                 return b""
             self._incoming.write(received)
