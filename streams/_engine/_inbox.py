@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
 
@@ -22,7 +22,7 @@ from ._lag import LagWatch
 from ._parts import PartsHandOff
 from ._readtimes import ReadTimes
 
-__all__ = ["Inbox"]
+__all__ = ["Inbox", "Messages"]
 
 logger = logging.getLogger("streams")
 
@@ -423,3 +423,31 @@ class Inbox(PartsHandOff):
         else:
             self._unread[:0] = messages
         self.wake()
+
+
+class Messages:
+    """``async for`` over an inbox: :meth:`Inbox.take_now` inlined, ``slow`` when it finds nothing.
+
+    At a million messages a second, the call saved per message counts. ``slow`` is the
+    session's ``__anext__`` (it waits, and ends the iteration at the end of the channel).
+    """
+
+    __slots__ = ("_inbox", "_slow", "_state")
+
+    def __init__(self, inbox: Inbox, slow: Callable[[], Awaitable[Message]]) -> None:
+        self._inbox = inbox
+        self._slow = slow
+        self._state = inbox._state
+
+    def __aiter__(self) -> Messages:
+        return self
+
+    async def __anext__(self) -> Message:
+        state = self._state
+        if state is not None:
+            buffer = state.buffer
+            inbox = self._inbox
+            if buffer and not inbox._unread and not state.waiting_senders and not inbox.detour:
+                message: Message = buffer.popleft()
+                return message
+        return await self._slow()
