@@ -37,7 +37,8 @@ async def leave_pool(response: httpx.Response) -> bool:
     if left is None:
         return False
     pool, closing = left
-    await pool._close_connections(closing)
+    if closing:
+        await pool._close_connections(closing)
     return True
 
 
@@ -47,7 +48,8 @@ def leave_pool_sync(response: httpx.Response) -> bool:
     if left is None:
         return False
     pool, closing = left
-    pool._close_connections(closing)
+    if closing:
+        pool._close_connections(closing)
     return True
 
 
@@ -79,14 +81,15 @@ def _leave(response: httpx.Response) -> tuple[Any, list[Any]] | None:
         return None
     connection = getattr(pool_request, "connection", None)
     with pool._optional_thread_lock:
+        # A request waits for a slot only while the pool is full; the others got
+        # theirs as they came. (Opening many sessions at once would otherwise
+        # cost a scan of every request and connection each.)
+        full = _full(pool, connections)
         requests.remove(pool_request)
         if connection in connections:
             connections.remove(connection)
-        # Requests waiting for a free slot may go on now. (With none waiting,
-        # the scan of every request and connection is skipped: opening many
-        # sessions at once would otherwise cost a scan each.)
-        waiting = any(_queued(request) for request in requests)
-        closing = pool._assign_requests_to_connections() if waiting else []
+        # Requests waiting for a free slot may go on now.
+        closing = pool._assign_requests_to_connections() if full else []
     # The response's close must not hand the connection back (or close it).
     pool_stream._closed = True
     # Nor keep httpcore's connection objects (HTTP/1.1 state, locks, the
@@ -97,7 +100,7 @@ def _leave(response: httpx.Response) -> tuple[Any, list[Any]] | None:
     return pool, closing
 
 
-def _queued(request: Any) -> bool:
-    """Whether a request of the pool waits for a connection (unknown shapes count as waiting)."""
-    is_queued = getattr(request, "is_queued", None)
-    return not callable(is_queued) or bool(is_queued())
+def _full(pool: Any, connections: list[Any]) -> bool:
+    """Whether the pool holds as many connections as it may (unknown shapes count as full)."""
+    limit = getattr(pool, "_max_connections", None)
+    return not isinstance(limit, int) or len(connections) >= limit
