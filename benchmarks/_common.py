@@ -409,10 +409,12 @@ async def open_idle(
     """Open ``--n`` idle sessions with ``open_one`` and report memory per session and time to open.
 
     ``open_one`` opens one session and returns once its handshake is done, the session staying
-    open (it returns an object to keep, or a holder task keeps it). One session is opened first
-    and kept, so that first-use costs (imports, caches) are not counted. Then
-    :data:`HANDSHAKES_IN_FLIGHT` tasks open the rest, one at a time each: the same number of
-    handshakes in flight for every library. The value is the RSS growth over the sessions after
+    open: it returns an object to keep (a connection, or an entered context manager, never
+    exited). One session is opened first and kept, so that first-use costs (imports, caches)
+    are not counted. Then :data:`HANDSHAKES_IN_FLIGHT` tasks open the rest, one at a time each:
+    the same number of handshakes in flight for every library. The tasks stay alive once done
+    (a session entered as a context manager belongs to the task that entered it), so no
+    library pays for a task per session. The value is the RSS growth over the sessions after
     they are all open, divided by their number; ``open_seconds`` is the wall time to open them.
     Opening stops early, with a note, once the sessions hold half the memory that was
     available. Reports (and leaves the process) through :func:`emit`.
@@ -426,8 +428,12 @@ async def open_idle(
     budget = memory_available() // 2
     remaining = n
 
+    openers = min(HANDSHAKES_IN_FLIGHT, n)
+    finished = 0
+    all_open = anyio.Event()
+
     async def opener() -> None:
-        nonlocal remaining, note
+        nonlocal remaining, note, finished
         while remaining > 0:
             remaining -= 1
             kept.append(await open_one())
@@ -438,23 +444,28 @@ async def open_idle(
                         f"memory available ({budget * 2 / MIB:,.0f} MiB)"
                     )
                 remaining = 0
+        finished += 1
+        if finished == openers:
+            all_open.set()
+        await anyio.sleep_forever()  # the sessions it entered stay with it
 
     t0 = time.perf_counter()
     async with anyio.create_task_group() as tg:
-        for _ in range(min(HANDSHAKES_IN_FLIGHT, n)):
+        for _ in range(openers):
             tg.start_soon(opener)
-    seconds = time.perf_counter() - t0
-    await anyio.sleep(0.3)
-    after = settle_rss()
-    n = len(kept) - 1
-    result: dict[str, Any] = {
-        "value": (after - before) / n / 1024,
-        "open_seconds": round(seconds, 4),
-        "sessions": n,
-    }
-    if note is not None:
-        result["note"] = f"{library}, {args.scenario}: {note}"
-    emit(args, library, result)
+        await all_open.wait()
+        seconds = time.perf_counter() - t0
+        await anyio.sleep(0.3)
+        after = settle_rss()
+        n = len(kept) - 1
+        result: dict[str, Any] = {
+            "value": (after - before) / n / 1024,
+            "open_seconds": round(seconds, 4),
+            "sessions": n,
+        }
+        if note is not None:
+            result["note"] = f"{library}, {args.scenario}: {note}"
+        emit(args, library, result)  # leaves the process
 
 
 def emit(args: argparse.Namespace, library: str, result: dict[str, Any]) -> None:

@@ -123,13 +123,13 @@ async def main() -> None:
         client = shared_client()
         path = url + idle_path(s)
 
-        async def hold(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-            async with aconnect_ws(path, client, **OPTIONS):
-                task_status.started()
-                await anyio.sleep_forever()
+        async def open_one() -> object:
+            # Entered and never exited: the process leaves with the sessions open.
+            session = aconnect_ws(path, client, **OPTIONS)
+            await session.__aenter__()
+            return session
 
-        async with anyio.create_task_group() as holders:
-            await open_idle(args, "httpx-ws", lambda: holders.start(hold))
+        await open_idle(args, "httpx-ws", open_one)
     elif s == "idle_deflate":
         emit(args, "httpx-ws", {"skip": "no permessage-deflate", "note": NO_DEFLATE})
     elif s == "flood_memory":

@@ -151,15 +151,14 @@ async def main() -> None:
         path = url + idle_path(s)
         shared = shared_client() if args.variant != "each" else None
 
-        async def hold(*, task_status: anyio.abc.TaskStatus[None]) -> None:
-            async with AsyncExitStack() as stack:
-                client = shared or await stack.enter_async_context(new_client())
-                await stack.enter_async_context(streams.aconnect_ws(path, client, **OPTIONS))
-                task_status.started()
-                await anyio.sleep_forever()
+        async def open_one() -> AsyncExitStack:
+            # Entered and never exited: the process leaves with the sessions open.
+            stack = AsyncExitStack()
+            client = shared or await stack.enter_async_context(new_client())
+            await stack.enter_async_context(streams.aconnect_ws(path, client, **OPTIONS))
+            return stack
 
-        async with anyio.create_task_group() as holders:
-            await open_idle(args, "streams", lambda: holders.start(hold))
+        await open_idle(args, "streams", open_one)
     elif s == "flood_memory":
         client = shared_client()
         async with streams.aconnect_ws(url + "/echo", client, **OPTIONS):
