@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from ._engine import Engine
 from ._engine._fragments import FragmentReceiver, streamed_error
-from ._engine._inbox import Messages
+from ._engine._inbox import messages
 from ._exceptions import HTTPXWSException
 from ._io import open_io
 from ._options import SessionOptions
@@ -259,7 +259,7 @@ class SessionCore:
         (self._engine or self._build()).inbox.unread(messages)
 
     def __aiter__(self) -> AsyncIterator[Message]:
-        return Messages((self._engine or self._build()).inbox, self.__anext__)
+        return messages((self._engine or self._build()).inbox, self.__anext__)
 
     async def __anext__(self) -> Message:
         """Return the next message; a normal close ends the iteration, an abnormal one raises."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+import warnings
+
 import anyio
 import pytest
 
 from streams._engine._channel import channel_state
-from streams._engine._inbox import Inbox
+from streams._engine._inbox import Inbox, messages
 from streams._options import SessionOptions
 
 
@@ -34,6 +38,40 @@ async def test_inbox_hands_over_in_order_and_stops_at_the_bound() -> None:
     assert await inbox.receive_batch() == ["e"]
     with pytest.raises(anyio.EndOfStream):
         await inbox.next_message()
+    inbox.close()
+
+
+@pytest.mark.anyio
+async def test_async_for_over_the_inbox_resumes_after_a_break_and_warns_of_nothing() -> None:
+    inbox = Inbox(10)
+    inbox.push(["a", "b", "c", "d", "e", "f"], 0)
+
+    async def slow() -> str | bytes:
+        try:
+            return await inbox.next_message()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    hooks = sys.get_asyncgen_hooks()
+    got: list[str | bytes] = []
+    with warnings.catch_warnings():
+        # trio's finalizer warns about an async generator dropped before its end.
+        warnings.simplefilter("error")
+        async for message in messages(inbox, slow):
+            got.append(message)
+            if message == "b":
+                break
+        gc.collect()
+        inbox.unread(["again"])  # put back in front: the next iteration starts with it
+        async for message in messages(inbox, slow):
+            got.append(message)
+            if message == "d":
+                break
+        gc.collect()
+    assert got == ["a", "b", "again", "c", "d"]
+    assert sys.get_asyncgen_hooks() == hooks  # the event loop's hooks are back
+    inbox.end()
+    assert [message async for message in messages(inbox, slow)] == ["e", "f"]
     inbox.close()
 
 
