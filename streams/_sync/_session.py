@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import Any, Self, TypeVar
 
-from .._checks import check_choice, check_on_error
-from .._codec import decode_json, encode_json, encode_json_text, json_decoder
-from .._exceptions import WebSocketDecodeError
+from .._checks import check_choice
+from .._codec import decode_json, encode_json, encode_json_text
 from .._session import as_event, expect_bytes, expect_text
 from .._types import JSON_MODES, JSONMode, Message
 from ..protocol._wsproto import CloseConnection, Event, LocalProtocolError, Ping
 from ..protocol._wsproto import Message as WsprotoMessage
 from ._fragments import SyncFragmentReceiver, send_fragments
 from ._reader import SyncReader
-from ._stream import SyncJSONMode, SyncMessageStream
+from ._stream import SyncTypedStreams
 
 __all__ = ["PongEvent", "WebSocketSession"]
 
@@ -54,7 +53,7 @@ class PongEvent:
         return f"<PongEvent set={self.is_set()}>"
 
 
-class WebSocketSession(SyncReader):
+class WebSocketSession(SyncReader, SyncTypedStreams):
     """An open WebSocket session for threaded code: the methods of httpx-ws, blocking.
 
     Made by :func:`~streams.connect_ws` or :meth:`~streams.WebSocketClient.connect`;
@@ -275,94 +274,6 @@ class WebSocketSession(SyncReader):
             WebSocketNetworkError: the network failed.
         """
         return SyncFragmentReceiver(self, timeout)
-
-    # -------------------------------------------------------- typed streams
-
-    def messages(self) -> SyncMessageStream[Message]:
-        """Return an iterable of the messages, ``str`` or ``bytes``, taken a batch at a time.
-
-        Iterating it consumes the session's messages, like ``for message in ws``.
-        """
-        return SyncMessageStream(self, None, None, None)
-
-    def text(self) -> SyncMessageStream[str]:
-        """Return an iterable of the text messages.
-
-        Raises (while iterating):
-            WebSocketInvalidTypeReceived: a binary message arrived, at its position
-                (its ``event`` holds it).
-        """
-        return SyncMessageStream(self, str, None, None)
-
-    def bytes(self) -> SyncMessageStream[builtins.bytes]:
-        """Return an iterable of the binary messages.
-
-        Raises (while iterating):
-            WebSocketInvalidTypeReceived: a text message arrived, at its position
-                (its ``event`` holds it).
-        """
-        return SyncMessageStream(self, builtins.bytes, None, None)
-
-    @overload
-    def json(
-        self,
-        type: builtins.type[T],
-        *,
-        mode: SyncJSONMode = "text",
-        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
-    ) -> SyncMessageStream[T]: ...
-    @overload
-    def json(
-        self,
-        type: Any = ...,
-        *,
-        mode: SyncJSONMode = "text",
-        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
-    ) -> SyncMessageStream[Any]: ...
-    def json(
-        self,
-        type: Any = Any,
-        *,
-        mode: SyncJSONMode = "text",
-        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
-    ) -> SyncMessageStream[Any]:
-        """Return an iterable of JSON messages decoded (and validated) by msgspec.
-
-        Decoding happens in the iterating thread, a whole batch at a time.
-
-        Args:
-            type: what each message decodes to: a ``msgspec.Struct``, a
-                dataclass, ``list[Tick]``...; ``Any`` (the default) gives plain
-                dicts and lists.
-            mode: ``"text"`` (JSON in text frames, the default), ``"binary"``
-                or ``"any"``.
-            on_error: ``"raise"``, or a function called with each
-                :class:`~streams.WebSocketDecodeError` (the message is then
-                skipped; if the function raises, its exception is raised at
-                that position).
-
-        Returns:
-            A :class:`SyncMessageStream` of ``type``.
-
-        Raises:
-            ValueError: ``mode`` or ``on_error`` is invalid.
-            TypeError: msgspec does not support ``type``.
-
-        While iterating, raises at the bad message's position:
-            WebSocketInvalidTypeReceived: a frame of the wrong kind for ``mode``
-                (whatever ``on_error``).
-            WebSocketDecodeError: invalid JSON, or a value not matching ``type``
-                (with ``on_error="raise"``); it carries the payload and
-                msgspec's reason.
-        """
-        kinds: dict[str, builtins.type | None] = {
-            "text": str,
-            "binary": builtins.bytes,
-            "any": None,
-        }
-        check_choice("mode", mode, tuple(kinds))
-        handler = check_on_error(on_error)
-        return SyncMessageStream(self, kinds[mode], json_decoder(type).decode, handler)
 
     # -------------------------------------------------------------- sending
 

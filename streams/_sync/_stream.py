@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import collections
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import msgspec
 
+from .._checks import check_choice, check_on_error
+from .._codec import json_decoder
 from .._exceptions import WebSocketDecodeError, WebSocketInvalidTypeReceived
 from .._types import Message
 from ..protocol._wsproto import BytesMessage, TextMessage
@@ -15,8 +18,9 @@ from ..protocol._wsproto import BytesMessage, TextMessage
 if TYPE_CHECKING:
     from ._reader import SyncReader
 
-__all__ = ["SyncJSONMode", "SyncMessageStream"]
+__all__ = ["SyncJSONMode", "SyncMessageStream", "SyncTypedStreams"]
 
+T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 
 #: Which frames carry JSON in :meth:`WebSocketSession.json`.
@@ -125,3 +129,97 @@ def _kind_error(payload: Message) -> WebSocketInvalidTypeReceived:
     if isinstance(payload, str):
         return WebSocketInvalidTypeReceived(TextMessage(data=payload))
     return WebSocketInvalidTypeReceived(BytesMessage(data=payload))
+
+
+class SyncTypedStreams:
+    """``text()``, ``bytes()``, ``json(T)`` and ``messages()`` of the sync session (a mixin
+    of :class:`~streams._sync._reader.SyncReader`'s subclasses)."""
+
+    def _source(self) -> SyncReader:
+        return cast("SyncReader", self)
+
+    def messages(self) -> SyncMessageStream[Message]:
+        """Return an iterable of the messages, ``str`` or ``bytes``, taken a batch at a time.
+
+        Iterating it consumes the session's messages, like ``for message in ws``.
+        """
+        return SyncMessageStream(self._source(), None, None, None)
+
+    def text(self) -> SyncMessageStream[str]:
+        """Return an iterable of the text messages.
+
+        Raises (while iterating):
+            WebSocketInvalidTypeReceived: a binary message arrived, at its position
+                (its ``event`` holds it).
+        """
+        return SyncMessageStream(self._source(), str, None, None)
+
+    def bytes(self) -> SyncMessageStream[builtins.bytes]:
+        """Return an iterable of the binary messages.
+
+        Raises (while iterating):
+            WebSocketInvalidTypeReceived: a text message arrived, at its position
+                (its ``event`` holds it).
+        """
+        return SyncMessageStream(self._source(), builtins.bytes, None, None)
+
+    @overload
+    def json(
+        self,
+        type: builtins.type[T],
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[T]: ...
+    @overload
+    def json(
+        self,
+        type: Any = ...,
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[Any]: ...
+    def json(
+        self,
+        type: Any = Any,
+        *,
+        mode: SyncJSONMode = "text",
+        on_error: Literal["raise"] | Callable[[WebSocketDecodeError], object] = "raise",
+    ) -> SyncMessageStream[Any]:
+        """Return an iterable of JSON messages decoded (and validated) by msgspec.
+
+        Decoding happens in the iterating thread, a whole batch at a time.
+
+        Args:
+            type: what each message decodes to: a ``msgspec.Struct``, a
+                dataclass, ``list[Tick]``...; ``Any`` (the default) gives plain
+                dicts and lists.
+            mode: ``"text"`` (JSON in text frames, the default), ``"binary"``
+                or ``"any"``.
+            on_error: ``"raise"``, or a function called with each
+                :class:`~streams.WebSocketDecodeError` (the message is then
+                skipped; if the function raises, its exception is raised at
+                that position).
+
+        Returns:
+            A :class:`SyncMessageStream` of ``type``.
+
+        Raises:
+            ValueError: ``mode`` or ``on_error`` is invalid.
+            TypeError: msgspec does not support ``type``.
+
+        While iterating, raises at the bad message's position:
+            WebSocketInvalidTypeReceived: a frame of the wrong kind for ``mode``
+                (whatever ``on_error``).
+            WebSocketDecodeError: invalid JSON, or a value not matching ``type``
+                (with ``on_error="raise"``); it carries the payload and
+                msgspec's reason.
+        """
+        kinds: dict[str, builtins.type | None] = {
+            "text": str,
+            "binary": builtins.bytes,
+            "any": None,
+        }
+        check_choice("mode", mode, tuple(kinds))
+        handler = check_on_error(on_error)
+        return SyncMessageStream(self._source(), kinds[mode], json_decoder(type).decode, handler)
