@@ -7,9 +7,9 @@ the stream's SSLObject and memory BIOs itself, straight over the socket: a read 
 record already received, and the first frame after a read is encrypted and written at once,
 as on plain TCP.
 
-The SSLObject, its BIOs and the socket stream are private attributes of trio's ``SSLStream``
-(``_ssl_object``, ``_incoming``, ``_outgoing``, ``transport_stream``), reached through
-httpcore's trio stream (``_stream``): this module is the one place that reads them. When their
+The SSLObject and its BIOs are private attributes of trio's ``SSLStream`` (``_ssl_object``,
+``_incoming``, ``_outgoing``), reached through httpcore's trio stream (``_stream``): this module
+is the one place that reads them (the socket beneath is the public ``transport_stream``). When their
 shapes are not the known ones, :func:`direct_tls` returns ``None`` and the stream is read and
 written through its public interface. ``tests/test_http_transport.py`` fails loudly if this
 path turns off (the backend's name is then ``"trio-tls-stream"``).
