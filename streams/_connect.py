@@ -14,7 +14,7 @@ import os
 import ssl
 import sys
 import urllib.request
-from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
 import httpx
@@ -43,6 +43,7 @@ from .protocol._handshake import HandshakeError
 __all__ = [
     "DEFAULT_COMPRESSION",
     "AsyncWebSocketClient",
+    "SessionContext",
     "aconnect_ws",
     "connect_with_options",
     "http_url",
@@ -131,23 +132,12 @@ class AsyncWebSocketClient(OptionAttributes, Generic[AsyncSession]):
         self.session_class = session_class
         self.options = SessionOptions.pick(locals())
 
-    @classmethod
-    def _from_options(
-        cls, client: httpx.AsyncClient, options: SessionOptions, session_class: type[AsyncSession]
-    ) -> AsyncWebSocketClient[AsyncSession]:
-        self = cls.__new__(cls)
-        self.client = client
-        self.session_class = session_class
-        self.options = options
-        return self
-
-    @contextlib.asynccontextmanager
-    async def connect(
+    def connect(
         self,
         url: httpx.URL | str,
         subprotocols: list[str] | None = None,
         **kwargs: Any,
-    ) -> AsyncIterator[AsyncSession]:
+    ) -> SessionContext[AsyncSession]:
         """Open a session; leaving the ``async with`` block closes it.
 
         Args:
@@ -156,8 +146,8 @@ class AsyncWebSocketClient(OptionAttributes, Generic[AsyncSession]):
             **kwargs: passed to :meth:`httpx.AsyncClient.stream`: ``headers``,
                 ``params``, ``cookies``, ``auth``, ``timeout``, ``extensions``...
 
-        Yields:
-            The open session.
+        Returns:
+            An async context manager whose ``async with`` yields the open session.
 
         Raises:
             WebSocketUpgradeError: the server refused the upgrade or answered
@@ -165,7 +155,95 @@ class AsyncWebSocketClient(OptionAttributes, Generic[AsyncSession]):
             httpx.HTTPError: the request itself failed (connection refused,
                 TLS verification, timeout...), as raised by httpx.
         """
-        options = self.options
+        return SessionContext(
+            self.client, url, subprotocols, self.options, self.session_class, kwargs
+        )
+
+
+class SessionContext(contextlib.AbstractAsyncContextManager[AsyncSession]):
+    """The ``async with`` of a connect call: entering opens the session, leaving closes it.
+
+    Once the session is open, this holds only what closing needs: the
+    session, the upgrade response's context and a client made for the call.
+    The request's keywords and headers, the handshake and the rest of the
+    opening are let go, so that an idle session costs no more than its own objects.
+    """
+
+    __slots__ = ("_opening", "_own_client", "_session", "_upgrade")
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient | None,
+        url: httpx.URL | str,
+        subprotocols: list[str] | None,
+        options: SessionOptions,
+        session_class: type[AsyncSession],
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._opening: _Opening[AsyncSession] | None = (
+            client,
+            url,
+            subprotocols,
+            options,
+            session_class,
+            kwargs,
+        )
+        self._own_client: httpx.AsyncClient | None = None
+        self._upgrade: contextlib.AbstractAsyncContextManager[httpx.Response] | None = None
+        self._session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        opening, self._opening = self._opening, None
+        if opening is None:
+            raise RuntimeError("a connect call opens one session: call it again for another")
+        client, url, subprotocols, options, session_class, kwargs = opening
+        try:
+            if client is None:
+                client = self._own_client = default_client()
+                await client.__aenter__()
+            session = await self._open(client, url, subprotocols, options, session_class, kwargs)
+            await session.__aenter__()
+        except BaseException as exc:
+            await self._release(exc)
+            raise
+        self._session = session
+        return session
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        assert session is not None, "the session was not entered"
+        try:
+            await session.__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            await self._release(exc_val)
+
+    async def _release(self, exc: BaseException | None) -> None:
+        """Close the upgrade response, then the client made for the call, if any."""
+        upgrade, self._upgrade = self._upgrade, None
+        client, self._own_client = self._own_client, None
+        exc_info = (None, None, None) if exc is None else (type(exc), exc, exc.__traceback__)
+        try:
+            if upgrade is not None:
+                await upgrade.__aexit__(*exc_info)
+        finally:
+            if client is not None:
+                await client.__aexit__(*exc_info)
+
+    async def _open(
+        self,
+        client: httpx.AsyncClient,
+        url: httpx.URL | str,
+        subprotocols: list[str] | None,
+        options: SessionOptions,
+        session_class: type[AsyncSession],
+        kwargs: dict[str, Any],
+    ) -> AsyncSession:
+        """The upgrade request, its checks, and the session made (not yet entered)."""
         handshake = Handshake(
             subprotocols=subprotocols,
             compression=options.compression,
@@ -173,51 +251,61 @@ class AsyncWebSocketClient(OptionAttributes, Generic[AsyncSession]):
         )
         headers = httpx.Headers(kwargs.pop("headers", None))
         headers.update(handshake.request_headers())
-        target = http_url(url, self.client)
-        check_request_keywords("aconnect_ws", self.client, kwargs)
+        target = http_url(url, client)
+        check_request_keywords("aconnect_ws", client, kwargs)
         logger.debug("connecting to %s", target)
-        async with contextlib.AsyncExitStack() as stack:
-            with restated(target):
-                response = await stack.enter_async_context(
-                    open_upgrade(self.client, target, headers=headers, **kwargs)
-                )
-            all_values = {name: response.headers.get_list(name) for name in _HANDSHAKE_HEADERS}
-            try:
-                handshake.validate(response.status_code, response.headers, all_values)
-            except HandshakeError as exc:
-                if response.status_code == 101:
-                    stream = response.extensions.get("network_stream")
-                    if stream is not None:
-                        await stream.aclose()
-                else:
-                    with contextlib.suppress(httpx.HTTPError):
-                        await response.aread()
-                logger.debug("handshake failed: %s", exc)
-                raise WebSocketUpgradeError(response, f"WebSocket upgrade failed: {exc}") from None
-            logger.debug(
-                "connected: subprotocol=%r extensions=%r",
-                handshake.subprotocol,
-                handshake.extensions,
-            )
-            # The session, not the pool, owns the connection from now on.
-            await leave_pool(response)
-            session = self.session_class(
-                response.extensions["network_stream"],
-                max_message_size_bytes=options.max_message_size_bytes,
-                queue_size=options.queue_size,
-                keepalive_ping_interval_seconds=options.keepalive_ping_interval_seconds,
-                keepalive_ping_timeout_seconds=options.keepalive_ping_timeout_seconds,
-                response=response,
-            )
-            # Given apart from the constructor, whose keywords are httpx-ws's,
-            # so that a subclass overriding __init__ with them works.
-            session._configure(
-                options=options,
-                extensions=handshake.extensions,
-                subprotocol=handshake.subprotocol,
-            )
-            async with session:
-                yield session
+        with restated(target):
+            upgrade = open_upgrade(client, target, headers=headers, **kwargs)
+            response = await upgrade.__aenter__()
+        self._upgrade = upgrade
+        all_values = {name: response.headers.get_list(name) for name in _HANDSHAKE_HEADERS}
+        try:
+            handshake.validate(response.status_code, response.headers, all_values)
+        except HandshakeError as exc:
+            if response.status_code == 101:
+                stream = response.extensions.get("network_stream")
+                if stream is not None:
+                    await stream.aclose()
+            else:
+                with contextlib.suppress(httpx.HTTPError):
+                    await response.aread()
+            logger.debug("handshake failed: %s", exc)
+            raise WebSocketUpgradeError(response, f"WebSocket upgrade failed: {exc}") from None
+        logger.debug(
+            "connected: subprotocol=%r extensions=%r",
+            handshake.subprotocol,
+            handshake.extensions,
+        )
+        # The session, not the pool, owns the connection from now on.
+        await leave_pool(response)
+        session = session_class(
+            response.extensions["network_stream"],
+            max_message_size_bytes=options.max_message_size_bytes,
+            queue_size=options.queue_size,
+            keepalive_ping_interval_seconds=options.keepalive_ping_interval_seconds,
+            keepalive_ping_timeout_seconds=options.keepalive_ping_timeout_seconds,
+            response=response,
+        )
+        # Given apart from the constructor, whose keywords are httpx-ws's,
+        # so that a subclass overriding __init__ with them works.
+        session._configure(
+            options=options,
+            extensions=handshake.extensions,
+            subprotocol=handshake.subprotocol,
+        )
+        return session
+
+
+#: What a connect call opens a session with: the client (a default one if
+#: ``None``), URL, subprotocols, options, session class and request keywords.
+_Opening = tuple[
+    httpx.AsyncClient | None,
+    httpx.URL | str,
+    list[str] | None,
+    SessionOptions,
+    type[AsyncSession],
+    dict[str, Any],
+]
 
 
 @overload
@@ -363,21 +451,13 @@ def aconnect_ws(
     )
 
 
-@contextlib.asynccontextmanager
-async def connect_with_options(
+def connect_with_options(
     url: httpx.URL | str,
     client: httpx.AsyncClient | None,
     subprotocols: list[str] | None,
     options: SessionOptions,
     session_class: type[AsyncWebSocketSession],
     kwargs: dict[str, Any],
-) -> AsyncIterator[AsyncWebSocketSession]:
+) -> SessionContext[AsyncWebSocketSession]:
     """:func:`aconnect_ws` for inner layers: the options object built once by a public function."""
-    async with contextlib.AsyncExitStack() as stack:
-        if client is None:
-            client = await stack.enter_async_context(default_client())
-        ws_client = AsyncWebSocketClient._from_options(client, options, session_class)
-        session = await stack.enter_async_context(
-            ws_client.connect(url, subprotocols=subprotocols, **kwargs)
-        )
-        yield session
+    return SessionContext(client, url, subprotocols, options, session_class, dict(kwargs))

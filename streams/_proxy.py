@@ -332,7 +332,48 @@ def open_upgrade(
             logger.debug("through the proxy %s", route.address)
             tunnel = httpx.AsyncClient(transport=transport, **_client_settings(client))
             return _stream_async(tunnel, url, kwargs)
-    return client.stream("GET", url, **kwargs)
+    if type(client).stream is not httpx.AsyncClient.stream:
+        return client.stream("GET", url, **kwargs)  # a subclass's own stream()
+    return _Upgrade(client, url, kwargs)
+
+
+class _Upgrade:
+    """``client.stream("GET", url, **kwargs)`` that holds only the response once it came.
+
+    httpx's ``stream()`` is a generator whose frame (the request, the
+    keywords) lives as long as the response is open: for an upgrade, the
+    whole life of the session. This does what it does (``build_request``,
+    ``send(stream=True)``, then ``aclose()`` on leaving) and keeps the response alone.
+    """
+
+    __slots__ = ("_client", "_kwargs", "_response", "_url")
+
+    def __init__(self, client: httpx.AsyncClient, url: httpx.URL, kwargs: dict[str, Any]) -> None:
+        self._client: httpx.AsyncClient | None = client
+        self._url = url
+        self._kwargs = kwargs
+        self._response: httpx.Response | None = None
+
+    async def __aenter__(self) -> httpx.Response:
+        client = self._client
+        if client is None:
+            raise RuntimeError("this upgrade request was already sent")
+        self._client = None
+        kwargs = dict(self._kwargs)
+        auth = kwargs.pop("auth", httpx.USE_CLIENT_DEFAULT)
+        follow_redirects = kwargs.pop("follow_redirects", httpx.USE_CLIENT_DEFAULT)
+        request = client.build_request("GET", self._url, **kwargs)
+        del self._url, self._kwargs
+        response = await client.send(
+            request, auth=auth, follow_redirects=follow_redirects, stream=True
+        )
+        self._response = response
+        return response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            await response.aclose()
 
 
 @contextlib.asynccontextmanager
