@@ -31,7 +31,7 @@ from __future__ import annotations
 import codecs
 import enum
 from collections.abc import Sequence
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -110,6 +110,49 @@ class ClientProtocol(FrameWalker, FrameSender):
             :meth:`data_to_send`).
     """
 
+    # Many sessions stay open at once: no per-instance dict.
+    __slots__ = (
+        "_bin_parts",
+        "_close_override",
+        "_compressed",
+        "_conn",
+        "_decoder",
+        "_defer_failure",
+        "_extensions",
+        "_fast_send",
+        "_fragmenting",
+        "_fragments",
+        "_frame_final",
+        "_frame_left",
+        "_head",
+        "_inflated_limit",
+        "_inflated_reason",
+        "_key_index",
+        "_key_pool",
+        "_message",
+        "_message_size",
+        "_min_compress",
+        "_out",
+        "_parts",
+        "_parts_size",
+        "_pending_failure",
+        "_pongs",
+        "_sending_fragments",
+        "_slow_left",
+        "_streamed",
+        "_text_parts",
+        "close_code",
+        "close_reason",
+        "close_received",
+        "failed",
+        "last_streamed",
+        "max_fragmented_size",
+        "max_fragments",
+        "max_message_size",
+        "state",
+        "streamed_count",
+    )
+
     def __init__(
         self,
         *,
@@ -119,7 +162,8 @@ class ClientProtocol(FrameWalker, FrameSender):
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
     ) -> None:
-        self._conn = Connection(ConnectionType.CLIENT, list(extensions))
+        # wsproto's connection is made when first needed (see __getattr__).
+        self._extensions = tuple(extensions)
         streams_past = max_fragmented_size is None or (
             not isinstance(max_fragmented_size, _Same)
             and max_message_size is not None
@@ -192,6 +236,23 @@ class ClientProtocol(FrameWalker, FrameSender):
         self._parts: list[str | bytes] = []
         self._parts_size = 0
         self._init_sending(extensions)
+
+    if not TYPE_CHECKING:  # (for mypy, _conn is a plain attribute)
+
+        def __getattr__(self, name: str) -> Any:
+            """Make wsproto's connection on first use.
+
+            Most frames never reach it (see the module docstring), and an idle
+            session never needs it: its objects (a deque, a parser generator,
+            decoders) are made only for a control frame, a compressed message,
+            a frame the walk leaves to wsproto, or a Close.
+            """
+            if name == "_conn":
+                conn = self._conn = Connection(ConnectionType.CLIENT, list(self._extensions))
+                return conn
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+            )
 
     # ------------------------------------------------------------------ receiving
 

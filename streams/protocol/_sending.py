@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsproto.connection import Connection, ConnectionState
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
@@ -27,6 +27,11 @@ __all__ = ["FrameSender"]
 
 class FrameSender:
     """The sending half of the client protocol (a base of :class:`ClientProtocol`)."""
+
+    if not TYPE_CHECKING:
+        # The attributes are ClientProtocol's slots (mypy would check them
+        # against this empty tuple).
+        __slots__ = ()
 
     _conn: Connection
     _compressed: bool

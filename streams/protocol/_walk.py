@@ -11,6 +11,7 @@ every other frame goes to wsproto, byte for byte, through the protocol.
 from __future__ import annotations
 
 import codecs
+from typing import TYPE_CHECKING
 
 from wsproto.connection import Connection
 from wsproto.frame_protocol import CloseReason
@@ -39,6 +40,11 @@ _INTERNAL_ERROR = (1011).to_bytes(2, "big")
 
 class FrameWalker:
     """The frame walk of the client protocol (a base of :class:`ClientProtocol`)."""
+
+    if not TYPE_CHECKING:
+        # The attributes are ClientProtocol's slots (mypy would check them
+        # against this empty tuple).
+        __slots__ = ()
 
     _conn: Connection
     max_message_size: int
