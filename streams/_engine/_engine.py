@@ -54,6 +54,39 @@ DRAIN_LIMIT = 4 * 1024 * 1024
 DRAIN_QUIET = 0.1
 
 
+class ClosedFlag:
+    """Whether the connection is closed: ``is_set()``, ``set()`` and ``wait()``, as an anyio Event.
+
+    The anyio Event itself (an event loop's event and its deque of waiters,
+    about 1 KiB) is made only when something waits: most sessions never do.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def is_set(self) -> bool:
+        """Whether the connection is closed."""
+        return self._set
+
+    def set(self) -> None:
+        """Mark the connection closed and wake the waiters."""
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        """Wait until the connection is closed (a checkpoint if it is already)."""
+        event = self._event
+        if event is None:
+            event = self._event = anyio.Event()
+            if self._set:
+                event.set()
+        await event.wait()
+
+
 class Engine:
     """One open connection: the protocol core, the inbox, the outbox and their tasks.
 
@@ -76,7 +109,7 @@ class Engine:
         self.inbox = Inbox(options.queue_size, options.overflow, options.lag)
         self.outbox = Outbox(io, self._write_failed)
         self.reader = Reader(self)
-        self.closed = anyio.Event()
+        self.closed = ClosedFlag()
         self.error: HTTPXWSException | None = None
         self.messages_out = 0
         self.ping_rtt: float | None = None
