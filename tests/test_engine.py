@@ -20,6 +20,7 @@ def test_bulk_hand_off_is_on_with_the_installed_anyio() -> None:
     with send, receive:
         assert channel_state(send, receive) is not None
     inbox = Inbox(4)
+    assert inbox.receive_stream is not None  # the channel is made on first use
     assert inbox._state is not None
     inbox.close()
 

@@ -26,7 +26,7 @@ import pytest
 
 import streams
 import streams._io
-from streams._engine import Leftover, _inbox
+from streams._engine import Leftover, _channel
 from streams._io._asyncio import (
     BULK_END,
     READ_BUFFER_SIZE,
@@ -382,7 +382,7 @@ async def test_fast_paths_off_give_the_same_messages(
     plain: str, monkeypatch: pytest.MonkeyPatch, anyio_backend: str
 ) -> None:
     if plain in ("channel", "both"):
-        monkeypatch.setattr(_inbox, "channel_state", lambda send, receive: None)
+        monkeypatch.setattr(_channel, "channel_state", lambda send, receive: None)
     if plain in ("feed", "both"):
         monkeypatch.setattr(streams._io, "asyncio_io", lambda stream: None)
     texts = [f"message {i} " + "x" * (i % 300) for i in range(3000)]

@@ -17,11 +17,12 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._types import Message
 
-__all__ = ["ReceiveStream", "channel_state", "is_closed"]
+__all__ = ["ReceiveStream", "channel_state", "is_closed", "open_channel"]
 
 
 def channel_state(
@@ -66,3 +67,24 @@ class ReceiveStream(MemoryObjectReceiveStream[Message]):
         super().close()
         if self.on_close is not None:
             self.on_close()
+
+
+def open_channel(
+    queue_size: int, on_close: Callable[[], None]
+) -> tuple[MemoryObjectSendStream[Message], MemoryObjectReceiveStream[Message], Any]:
+    """Make a channel of ``queue_size`` messages for the inbox.
+
+    Returns:
+        Its send end; its receive end, a :class:`ReceiveStream` that calls
+        ``on_close`` when its state has the known shape; and that state
+        (``None`` otherwise: every hand-off then goes through anyio's methods).
+    """
+    send, receive = anyio.create_memory_object_stream[Message](queue_size)
+    state = channel_state(send, receive)
+    if state is None:
+        return send, receive, None
+    # The same channel end, which also calls on_close when closed.
+    own = ReceiveStream(state)
+    own.on_close = on_close
+    receive.close()
+    return send, own, state

@@ -14,11 +14,13 @@ import logging
 import math
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .._types import Message, Overflow
-from ._channel import ReceiveStream, channel_state, is_closed
+from ._channel import is_closed, open_channel
 from ._lag import LagWatch
 from ._parts import PartsHandOff
 from ._readtimes import ReadTimes
@@ -50,15 +52,12 @@ class Inbox(PartsHandOff):
         self.overflowed = False
         # With "disconnect": how long the oldest message has waited.
         self._lag_watch = LagWatch(lag) if overflow == "disconnect" else None
-        self._to_consumer, receive_stream = anyio.create_memory_object_stream[Message](queue_size)
-        self._state = channel_state(self._to_consumer, receive_stream)
-        if self._state is not None:
-            # The same channel end, which also wakes next_message() when closed.
-            own = ReceiveStream(self._state)
-            own.on_close = self._receive_stream_closed
-            receive_stream.close()
-            receive_stream = own
-        self.receive_stream = receive_stream
+        # The channel is made on first use (see _channel()): about 1.4 KiB a
+        # session that never receives anything does without. Its state is
+        # None until then, and when it has not the shape _channel knows.
+        self._to_consumer: MemoryObjectSendStream[Message] | None = None
+        self._receive: MemoryObjectReceiveStream[Message] | None = None
+        self._state: Any = None
         # The session's receive_stream was closed (bulk mode).
         self._stream_closed = False
         self._init_parts()
@@ -83,6 +82,21 @@ class Inbox(PartsHandOff):
         self._asked: anyio.Event | None = None
         #: When messages were read, once a ``timestamp()`` asked (see :meth:`read_times`).
         self.stamps: ReadTimes | None = None
+
+    @property
+    def receive_stream(self) -> MemoryObjectReceiveStream[Message]:
+        """The consumer's end (``session.receive_stream``)."""
+        return self._receive or self._channel()[1]
+
+    def _channel(
+        self,
+    ) -> tuple[MemoryObjectSendStream[Message], MemoryObjectReceiveStream[Message]]:
+        """The channel's two ends, made on first use."""
+        if self._to_consumer is None or self._receive is None:
+            self._to_consumer, self._receive, self._state = open_channel(
+                self.queue_size, self._receive_stream_closed
+            )
+        return self._to_consumer, self._receive
 
     # ------------------------------------------------------------ reader side
 
@@ -133,9 +147,10 @@ class Inbox(PartsHandOff):
 
     def _fill(self, messages: list[Message], index: int) -> int:
         count = len(messages)
+        to_consumer = self._to_consumer or self._channel()[0]
         state = self._state
-        if state is None or is_closed(self._to_consumer):
-            send_nowait = self._to_consumer.send_nowait
+        if state is None or is_closed(to_consumer):
+            send_nowait = to_consumer.send_nowait
             start = index
             try:
                 while index < count:
@@ -151,7 +166,7 @@ class Inbox(PartsHandOff):
             raise anyio.BrokenResourceError
         if state.waiting_receivers:
             # A receiver waits, so the buffer is empty: anyio hands it the first.
-            send_nowait = self._to_consumer.send_nowait
+            send_nowait = to_consumer.send_nowait
             self._unanswered = True
             try:
                 while index < count and state.waiting_receivers:
@@ -222,7 +237,7 @@ class Inbox(PartsHandOff):
             try:
                 with anyio.CancelScope(deadline=anyio.current_time() + wait) as scope:
                     self._delivery_scope = scope
-                    await self._to_consumer.send(messages[index])
+                    await self._channel()[0].send(messages[index])
             except anyio.BrokenResourceError:
                 self.delivering = self._abandoned()
                 return
@@ -278,13 +293,14 @@ class Inbox(PartsHandOff):
     def end(self) -> None:
         """No more messages will come: the channel ends after those waiting."""
         self.ended = True
-        self._to_consumer.close()
+        self._channel()[0].close()
         self.wake()
 
     def close(self) -> None:
         """Close the session's own ends (clones handed out stay open)."""
-        self._to_consumer.close()
-        self.receive_stream.close()
+        to_consumer, receive_stream = self._channel()
+        to_consumer.close()
+        receive_stream.close()
 
     # ---------------------------------------------------------- consumer side
 
@@ -322,7 +338,7 @@ class Inbox(PartsHandOff):
             anyio.EndOfStream: the channel ended.
             anyio.ClosedResourceError: ``receive_stream`` was closed.
         """
-        stream = self.receive_stream
+        stream = self._receive or self._channel()[1]
         state = self._state
         while True:
             if self._unread:
@@ -374,7 +390,7 @@ class Inbox(PartsHandOff):
         if limit == 1:
             return batch
         left = limit - 1 if limit > 0 else -1
-        stream = self.receive_stream
+        stream = self._receive or self._channel()[1]
         state = self._state
         if state is not None and not state.waiting_senders and not is_closed(stream):
             # What a receive_nowait() per message does, in one go.
@@ -452,6 +468,7 @@ def messages(inbox: Inbox, slow: Callable[[], Awaitable[Message]]) -> AsyncItera
 async def _messages(
     inbox: Inbox, slow: Callable[[], Awaitable[Message]]
 ) -> AsyncGenerator[Message, None]:
+    inbox._channel()  # (made on first use: its state is known from now on)
     state = inbox._state
     if state is not None:
         buffer = state.buffer
