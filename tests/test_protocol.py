@@ -369,13 +369,13 @@ def wsproto_failure(
 def spy_on_wsproto(proto: ClientProtocol) -> list[bytes]:
     """Record every piece of data ``proto`` hands to its wsproto connection."""
     seen: list[bytes] = []
-    receive = proto._conn.receive_data
+    receive = proto._wsproto().receive_data
 
     def spy(data: bytes | None) -> None:
         seen.append(bytes(data or b""))
         receive(data)
 
-    proto._conn.receive_data = spy  # type: ignore[method-assign]
+    proto._wsproto().receive_data = spy  # type: ignore[method-assign]
     return seen
 
 
@@ -2040,13 +2040,13 @@ class TestSending:
         # messages are framed by the client again, without wsproto.
         proto = ClientProtocol()
         through_wsproto: list[Event] = []
-        send = proto._conn.send
+        send = proto._wsproto().send
 
         def spy(event: Event) -> bytes:
             through_wsproto.append(event)
             return send(event)
 
-        proto._conn.send = spy  # type: ignore[method-assign]
+        proto._wsproto().send = spy  # type: ignore[method-assign]
         stream = b"".join(
             [
                 proto.send_event(TextMessage(data="a", message_finished=False)),

@@ -31,7 +31,7 @@ from __future__ import annotations
 import codecs
 import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import cast
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import (
@@ -52,6 +52,7 @@ from ._limits import (
 )
 from ._sending import FrameSender
 from ._streamed import StreamedMessage
+from ._unmade import NOT_MADE, NotMade
 from ._walk import _NO_LIMIT, _NO_MESSAGE, FrameWalker
 
 __all__ = ["ClientProtocol", "CloseState"]
@@ -162,7 +163,8 @@ class ClientProtocol(FrameWalker, FrameSender):
         extensions: Sequence[Extension] = (),
         defer_failure: bool = False,
     ) -> None:
-        # wsproto's connection is made when first needed (see __getattr__).
+        # wsproto's connection is made on first use (see _wsproto()).
+        self._conn: Connection | NotMade = NOT_MADE
         self._extensions = tuple(extensions)
         streams_past = max_fragmented_size is None or (
             not isinstance(max_fragmented_size, _Same)
@@ -237,22 +239,12 @@ class ClientProtocol(FrameWalker, FrameSender):
         self._parts_size = 0
         self._init_sending(extensions)
 
-    if not TYPE_CHECKING:  # (for mypy, _conn is a plain attribute)
-
-        def __getattr__(self, name: str) -> Any:
-            """Make wsproto's connection on first use.
-
-            Most frames never reach it (see the module docstring), and an idle
-            session never needs it: its objects (a deque, a parser generator,
-            decoders) are made only for a control frame, a compressed message,
-            a frame the walk leaves to wsproto, or a Close.
-            """
-            if name == "_conn":
-                conn = self._conn = Connection(ConnectionType.CLIENT, list(self._extensions))
-                return conn
-            raise AttributeError(
-                f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
-            )
+    def _wsproto(self) -> Connection:
+        """wsproto's connection, made on first use (see :mod:`._unmade`)."""
+        conn = self._conn
+        if isinstance(conn, NotMade):
+            conn = self._conn = Connection(ConnectionType.CLIENT, list(self._extensions))
+        return conn
 
     # ------------------------------------------------------------------ receiving
 
@@ -298,7 +290,7 @@ class ClientProtocol(FrameWalker, FrameSender):
         return out
 
     def _to_wsproto(self, data: bytes, out: list[str | bytes]) -> None:
-        conn = self._conn
+        conn = self._wsproto()
         before = conn.state
         conn.receive_data(data)
         for event in conn.events():
@@ -386,9 +378,9 @@ class ClientProtocol(FrameWalker, FrameSender):
             code = event.code
             if code in _LOCAL_ONLY_CODES:
                 # Echo "no status" as an empty Close frame.
-                self._out.append(self._conn.send(CloseConnection(CloseReason.NO_STATUS_RCVD)))
+                self._out.append(self._wsproto().send(CloseConnection(CloseReason.NO_STATUS_RCVD)))
             else:
-                self._out.append(self._conn.send(CloseConnection(code, event.reason)))
+                self._out.append(self._wsproto().send(CloseConnection(code, event.reason)))
         self.state = CloseState.CLOSED
 
     def _fail(self, code: int, reason: str) -> None:
@@ -401,7 +393,7 @@ class ClientProtocol(FrameWalker, FrameSender):
             if self._defer_failure and self._conn.state is ConnectionState.OPEN:
                 self._pending_failure = (code, reason)
             else:
-                self._out.append(self._conn.send(CloseConnection(code, reason)))
+                self._out.append(self._wsproto().send(CloseConnection(code, reason)))
         if self.close_code is None:
             self.close_code = int(code)
             self.close_reason = reason
@@ -418,7 +410,7 @@ class ClientProtocol(FrameWalker, FrameSender):
             code, reason = self._pending_failure
             self._pending_failure = None
             if self._conn.state is ConnectionState.OPEN:
-                self._out.append(self._conn.send(CloseConnection(code, reason)))
+                self._out.append(self._wsproto().send(CloseConnection(code, reason)))
 
     def receive_eof(self) -> None:
         """Tell the protocol that the peer closed the TCP connection."""
@@ -476,7 +468,7 @@ class ClientProtocol(FrameWalker, FrameSender):
             # The connection already failed: its Close frame carries the error's code.
             self.release_failure()
             return self.data_to_send()
-        data = bytes(self._conn.send(CloseConnection(code, reason or None)))
+        data = bytes(self._wsproto().send(CloseConnection(code, reason or None)))
         if self.state is CloseState.OPEN:
             self.state = CloseState.CLOSING
         return data

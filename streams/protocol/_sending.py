@@ -21,6 +21,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ._mask import fast_mask
 from ._streamed import SendingFragments
+from ._unmade import NotMade
 
 __all__ = ["FrameSender"]
 
@@ -33,8 +34,12 @@ class FrameSender:
         # against this empty tuple).
         __slots__ = ()
 
-    _conn: Connection
+    _conn: Connection | NotMade
     _compressed: bool
+
+    def _wsproto(self) -> Connection:
+        """wsproto's connection, made on first use (see :meth:`ClientProtocol._wsproto`)."""
+        raise NotImplementedError
 
     def _init_sending(self, extensions: Sequence[Extension]) -> None:
         # Whole messages are framed here unless an extension transforms them
@@ -106,7 +111,7 @@ class FrameSender:
             if not compress or len(payload) < self._min_compress:
                 return self._frame(first, payload)
         event = TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=data)
-        frame = bytes(self._conn.send(event))
+        frame = bytes(self._wsproto().send(event))
         # This finished any fragmented message: whole messages may be framed here again.
         self._fast_send = not self._compressed
         return frame
@@ -149,7 +154,7 @@ class FrameSender:
                 if isinstance(data, str)
                 else BytesMessage(data=data, message_finished=final)
             )
-            frame = bytes(self._conn.send(message))
+            frame = bytes(self._wsproto().send(message))
         else:
             opcode = 0 if not first else 0x1 if isinstance(data, str) else 0x2
             payload = data.encode() if isinstance(data, str) else data
@@ -189,13 +194,13 @@ class FrameSender:
 
     def send_ping(self, payload: bytes) -> bytes:
         """Return a Ping frame."""
-        return bytes(self._conn.send(Ping(payload=payload)))
+        return bytes(self._wsproto().send(Ping(payload=payload)))
 
     def send_event(self, event: Event) -> bytes:
         """Return the frames of any wsproto event (messages, fragments, pings, pongs, Close)."""
         if isinstance(event, CloseConnection):
             return self.send_close(event.code, event.reason)
-        data = bytes(self._conn.send(event))
+        data = bytes(self._wsproto().send(event))
         if isinstance(event, Message):
             # A fragmented message in progress must be finished through wsproto.
             self._sending_fragments = not event.message_finished

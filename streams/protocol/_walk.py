@@ -19,6 +19,7 @@ from wsproto.frame_protocol import CloseReason
 from ._limits import FRAGMENT_BYTES, fragmented_too_big, message_too_big, too_many_fragments
 from ._runs import small_messages
 from ._streamed import StreamedMessage
+from ._unmade import NotMade
 
 __all__ = ["FrameWalker"]
 
@@ -46,7 +47,7 @@ class FrameWalker:
         # against this empty tuple).
         __slots__ = ()
 
-    _conn: Connection
+    _conn: Connection | NotMade
     max_message_size: int
     max_fragmented_size: int
     max_fragments: int
@@ -74,6 +75,10 @@ class FrameWalker:
 
     def _to_wsproto(self, data: bytes, out: list[str | bytes]) -> None:
         """Hand bytes to wsproto (see :meth:`ClientProtocol._to_wsproto`)."""
+        raise NotImplementedError
+
+    def _wsproto(self) -> Connection:
+        """wsproto's connection, made on first use (see :meth:`ClientProtocol._wsproto`)."""
         raise NotImplementedError
 
     def _walk(self, data: bytes, out: list[str | bytes]) -> None:
@@ -308,7 +313,7 @@ class FrameWalker:
         extension that the message is not compressed); the event it makes of
         that fragment is dropped.
         """
-        conn = self._conn
+        conn = self._wsproto()
         conn.receive_data(bytes((self._message, 0)))
         for _ in conn.events():
             pass
