@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any, TypeGuard, assert_type
 
 import anyio
+import httpx
 import msgspec
 from aiostream import pipe, stream
 from aiostream.core import Stream
 
 from streams import (
+    AsyncWebSocketClient,
     AsyncWebSocketSession,
     BroadcastStream,
     JSONSender,
@@ -149,3 +151,16 @@ async def feed_operators(ws: AsyncWebSocketSession) -> None:
             assert_type(item.last_seen, float)
         else:
             assert_type(item, Tick)
+
+
+class MySession(AsyncWebSocketSession):
+    pass
+
+
+async def clients(client: httpx.AsyncClient) -> None:
+    plain: AsyncWebSocketClient[AsyncWebSocketSession] = AsyncWebSocketClient(client)
+    async with plain.connect("ws://localhost/ws", subprotocols=["a"]) as ws:
+        assert_type(ws, AsyncWebSocketSession)
+    custom = AsyncWebSocketClient(client, session_class=MySession)
+    async with custom.connect("ws://localhost/ws") as mine:
+        assert_type(mine, MySession)
