@@ -93,3 +93,17 @@ def test_options_are_checked_once_with_a_message_naming_the_option(
 ) -> None:
     with pytest.raises(error, match=next(iter(changes))):
         SessionOptions(**changes)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_async_for_over_a_fresh_inbox_takes_messages_from_its_buffer() -> None:
+    """The channel is made on first use: iteration begun before any message still has it."""
+    inbox = Inbox(4)
+
+    async def slow() -> str | bytes:
+        raise AssertionError("the buffer had messages: no wait was needed")
+
+    iterator = messages(inbox, slow)
+    assert inbox.push(["a", b"b"], 0) == 2
+    assert [await iterator.__anext__(), await iterator.__anext__()] == ["a", b"b"]
+    inbox.close()
