@@ -11,8 +11,6 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
-from wsproto.events import Message as WsprotoMessage
 
 from ._checks import check_choice, check_close_code
 from ._codec import decode_json, encode_json, encode_json_text
@@ -33,7 +31,15 @@ from ._types import (
     Message,
 )
 from .protocol import SendingFragments
-from .protocol._wsproto import LocalProtocolError
+from .protocol._wsproto import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    LocalProtocolError,
+    Ping,
+    TextMessage,
+)
+from .protocol._wsproto import Message as WsprotoMessage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Iterable, Sequence
