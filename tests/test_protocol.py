@@ -37,7 +37,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import XorMaskerSimple
 from wsproto.utilities import LocalProtocolError
 
-from streams.protocol import ClientProtocol, CloseState
+from streams.protocol import ClientProtocol, CloseState, StreamedMessage
 from streams.protocol._deflate import DeflateOptions, accept_response, offer_header
 from streams.protocol._limits import DEFAULT_MAX_FRAGMENTS
 from streams.protocol._mask import fast_mask, mask
@@ -2262,3 +2262,44 @@ class TestEquivalence:
             )
             actual = run_client(stream, cuts, extensions=[accept_response(header, options, None)])
             assert actual == expected, f"seed={seed} case={case} cuts={cuts}"
+
+
+def _binary_frame(payload: bytes, *, first: bool, final: bool) -> bytes:
+    b0 = (0x80 if final else 0) | (0x2 if first else 0x0)
+    length = len(payload)
+    if length < 126:
+        return bytes([b0, length]) + payload
+    return bytes([b0, 126]) + length.to_bytes(2, "big") + payload
+
+
+def test_a_binary_message_over_several_reads_arrives_whole_as_bytes() -> None:
+    payload = bytes(range(256)) * 200  # 51,200 bytes in three frames, fed in small reads
+    frames = (
+        _binary_frame(payload[:1000], first=True, final=False)
+        + _binary_frame(payload[1000:30000], first=False, final=False)
+        + _binary_frame(payload[30000:], first=False, final=True)
+    )
+    protocol = ClientProtocol(max_message_size=1 << 20)
+    got: list[str | bytes] = []
+    for start in range(0, len(frames), 777):
+        got += protocol.receive_data(frames[start : start + 777])
+    assert len(got) == 1
+    assert type(got[0]) is bytes
+    assert got[0] == payload
+
+
+def test_parts_assembled_before_a_message_streams_are_handed_over_as_bytes() -> None:
+    # Its first fragments fit max_message_size and are kept (as views of the reads);
+    # the next one takes it past the limit: the message streams, from those parts on.
+    protocol = ClientProtocol(max_message_size=4096, max_fragmented_size=1 << 20)
+    first, second = b"a" * 3000, b"b" * 3000
+    frames = _binary_frame(first, first=True, final=False) + _binary_frame(
+        second, first=False, final=True
+    )
+    out = protocol.receive_data(frames[:1500]) + protocol.receive_data(frames[1500:])
+    (streamed,) = out
+    assert isinstance(streamed, StreamedMessage)
+    parts = streamed.take()
+    assert all(type(part) is bytes for part in parts)
+    assert b"".join(parts) == first + second  # type: ignore[arg-type]
+    assert streamed.finished

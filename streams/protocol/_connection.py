@@ -224,7 +224,7 @@ class ClientProtocol(FrameWalker, FrameSender):
         # The message the frame walk assembles: its parts (decoded as they
         # arrive for text), the payload bytes of its current frame still to
         # come in later reads, and whether that frame ends the message.
-        self._bin_parts: list[bytes] = []
+        self._bin_parts: list[bytes | memoryview] = []
         self._text_parts: list[str] = []
         self._decoder: codecs.IncrementalDecoder | None = None
         self._frame_left = 0
@@ -280,7 +280,12 @@ class ClientProtocol(FrameWalker, FrameSender):
                 payload(data, False, out)
                 return out
             self._frame_left = 0
-            if not payload(data[:left], self._frame_final, out):
+            if self._streamed is None:
+                # (A view: the message's parts are copied once, when joined.)
+                done = self._payload(memoryview(data)[:left], self._frame_final, out)
+            else:
+                done = self._stream_payload(data[:left], self._frame_final, out)
+            if not done:
                 return out
             data = data[left:]
         if self._head:

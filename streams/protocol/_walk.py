@@ -60,7 +60,7 @@ class FrameWalker:
     _message: int
     _message_size: int
     _fragments: int
-    _bin_parts: list[bytes]
+    _bin_parts: list[bytes | memoryview]
     _text_parts: list[str]
     _decoder: codecs.IncrementalDecoder | None
     _frame_left: int
@@ -168,10 +168,15 @@ class FrameWalker:
                     # The frame goes on in the next reads.
                     self._frame_left = end - n
                     self._frame_final = final
-                    self._payload(data[start:], False, out)
+                    # (A view: the parts are copied once, when they are joined.)
+                    self._payload(memoryview(data)[start:], False, out)
                     return
                 if message == _BINARY:
-                    self._bin_parts.append(data[start:end])
+                    parts = self._bin_parts
+                    # A message whole in this frame is its slice; a part, a view.
+                    parts.append(
+                        data[start:end] if final and not parts else memoryview(data)[start:end]
+                    )
                     if final:
                         append(b"".join(self._bin_parts))
                         self._bin_parts = []
@@ -211,11 +216,12 @@ class FrameWalker:
         self._close_override = 1014
         return frame[:2] + _INTERNAL_ERROR + frame[4:]
 
-    def _payload(self, chunk: bytes, last: bool, out: list[str | bytes]) -> bool:
+    def _payload(self, chunk: bytes | memoryview, last: bool, out: list[str | bytes]) -> bool:
         """Add payload bytes to the message assembled here; return False if they failed it.
 
         Args:
-            chunk: the bytes, part or all of a frame's payload.
+            chunk: the bytes, part or all of a frame's payload (a view of the read, for
+                a message that goes on: its parts are copied once, when joined).
             last: whether they end the message, which is then added to ``out``.
         """
         decoder = self._decoder
@@ -257,7 +263,9 @@ class FrameWalker:
         if self._streamed is None:
             text = self._message == _TEXT
             parts: list[str | bytes] = [
-                part for part in (self._text_parts if text else self._bin_parts) if part
+                bytes(part) if isinstance(part, memoryview) else part
+                for part in (self._text_parts if text else self._bin_parts)
+                if part
             ]
             self._text_parts = []
             self._bin_parts = []
