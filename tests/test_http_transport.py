@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
@@ -125,6 +126,38 @@ async def test_wss_frames_stay_in_order_behind_one_the_socket_took_in_part(
     frames = sum(2 + 4 + len(f"start {r}") for r in range(2))
     frames += 2 * ((2 + 8 + 4 + len(big)) + sum(2 + 4 + len(f"after {i}") for i in range(50)))
     assert sent == frames
+
+
+async def test_wss_sessions_read_at_once_each_get_their_own_bytes(
+    wss_url: str, tls_client: httpx.AsyncClient, anyio_backend: str
+) -> None:
+    # On asyncio every SSL transport reads the socket into one shared buffer: sessions
+    # that receive at the same time must each get exactly their own messages.
+    sessions = 6
+    payloads = [random.Random(n).randbytes(300_000 + n) for n in range(sessions)]
+
+    async def echo_three_times(n: int, ws: streams.AsyncWebSocketSession) -> None:
+        for _ in range(3):
+            await ws.send_bytes(payloads[n])
+        for _ in range(3):
+            got = await ws.receive_bytes()
+            assert hashlib.sha256(got).digest() == hashlib.sha256(payloads[n]).digest()
+
+    with anyio.fail_after(30):
+        async with tls_client, contextlib.AsyncExitStack() as stack:
+            opened = [
+                await stack.enter_async_context(
+                    streams.aconnect_ws(f"{wss_url}/echo", tls_client, max_message_size_bytes=2**20)
+                )
+                for _ in range(sessions)
+            ]
+            if anyio_backend == "asyncio":
+                for ws in opened:
+                    stream = ws.stream.get_extra_info("streams.asyncio")
+                    assert stream.shares_tls_buffer  # fails loudly if the sharing turned off
+            async with anyio.create_task_group() as group:
+                for n, ws in enumerate(opened):
+                    group.start_soon(echo_three_times, n, ws)
 
 
 async def test_wss_flood_with_backpressure_through_the_transport(

@@ -28,6 +28,7 @@ from typing import Any, cast
 import httpcore
 
 from .._engine._io import ByteIO, Leftover, OnData
+from ._asyncio_tls import share_read_buffer
 from ._probe import answer_probe, through_wrapper
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "asyncio_io"]
@@ -219,6 +220,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._protocol = protocol
         # True while a probe read is asked for (see asyncio_io).
         self.probe = False
+        #: Over TLS: whether the SSL transport reads into the thread's shared
+        #: buffer rather than 256 KiB of its own (see streams._io._asyncio_tls).
+        self.shares_tls_buffer = False
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         if answer_probe(self):
@@ -280,7 +284,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(exc) or repr(exc)) from exc
         protocol.transport = transport = cast(asyncio.Transport, transport)
         protocol.tls = True
-        return AsyncioStream(transport, protocol)
+        stream = AsyncioStream(transport, protocol)
+        stream.shares_tls_buffer = share_read_buffer(transport)
+        return stream
 
     def get_extra_info(self, info: str) -> Any:
         if info == "streams.asyncio":
