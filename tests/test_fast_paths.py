@@ -27,6 +27,7 @@ import pytest
 import streams
 import streams._io
 from streams._engine import Leftover, _channel
+from streams._engine._io import OnData
 from streams._io._asyncio import (
     BULK_END,
     READ_BUFFER_SIZE,
@@ -125,14 +126,21 @@ async def test_backend_reads_what_a_wrapper_holds_first_then_its_own_stream() ->
             assert await io.read(100) == b""
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_backend_gives_chunks_to_on_data_and_queues_what_it_returns() -> None:
-    seen: list[bytes] = []
-    leftover = Leftover(["left"], 0)
+def recording(seen: list[bytes], leftover: Leftover) -> OnData:
+    """An ``on_data`` keeping each chunk in ``seen``; ``leftover`` for a chunk ending in "!"."""
 
     def on_data(data: bytes) -> Leftover | None:
         seen.append(data)
         return leftover if data.endswith(b"!") else None
+
+    return on_data
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_backend_gives_chunks_to_on_data_and_queues_what_it_returns() -> None:
+    seen: list[bytes] = []
+    leftover = Leftover(["left"], 0)
+    on_data = recording(seen, leftover)
 
     with anyio.fail_after(5):
         async with backend_pair() as (client, server):
@@ -155,6 +163,70 @@ async def test_backend_gives_chunks_to_on_data_and_queues_what_it_returns() -> N
             assert b"".join(seen).startswith(b"handled")
             assert results == [leftover]
             assert not client._transport.is_reading()  # paused until the next read()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_backend_parses_alone_what_a_wrapper_held_then_what_arrives() -> None:
+    seen: list[bytes] = []
+    starts: list[None] = []
+    leftover = Leftover(["left"], 0)
+    on_data = recording(seen, leftover)
+
+    with anyio.fail_after(5):
+        async with backend_pair() as (client, server):
+            protocol = client._protocol
+            await server.send(b"queued")  # read before the engine parses
+            await servers.wait_until(lambda: bool(protocol.items))
+            io = asyncio_io(Wrapper(client, b"held"))
+            assert io is not None
+            assert io.parse_in_callback is not None
+            await io.parse_in_callback(on_data, lambda: starts.append(None))
+            # In order, and no reader asked for: every chunk was handled.
+            assert seen == [b"held", b"queued"]
+            assert io.read == client._engine_read  # the wrapper is out of the way
+            assert protocol.waiter is None
+            await server.send(b"more")
+            await servers.wait_until(lambda: seen[-1] == b"more")
+            assert starts == []
+            await server.send(b"left over!")
+            await servers.wait_until(lambda: bool(starts))
+            assert not client._transport.is_reading()  # paused until the reader reads
+            assert await io.read(100) is leftover
+            results: list[Any] = []
+            async with anyio.create_task_group() as group:
+
+                async def reader() -> None:
+                    results.append(await io.read(100))
+
+                group.start_soon(reader)
+                await server.send(b"then")
+                await servers.wait_until(lambda: seen[-1] == b"then")  # parsed while it waits
+                await server.aclose()
+            assert results == [b""]
+            assert starts == [None]  # asked for once
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("before", ["leftover", "eof"])
+async def test_backend_asks_for_the_reader_at_once_for_what_came_before(before: str) -> None:
+    starts: list[None] = []
+    leftover = Leftover(["left"], 0)
+
+    with anyio.fail_after(5):
+        async with backend_pair() as (client, server):
+            protocol = client._protocol
+            if before == "eof":
+                await server.aclose()
+                await servers.wait_until(lambda: protocol.eof)
+            io = asyncio_io(Wrapper(client, b"held!"))
+            assert io is not None
+            assert io.parse_in_callback is not None
+            await io.parse_in_callback(
+                lambda data: leftover if before == "leftover" else None,
+                lambda: starts.append(None),
+            )
+            assert starts == [None]
+            assert await io.read(100) is (leftover if before == "leftover" else b"")
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -328,8 +400,18 @@ async def test_frames_stay_in_order_while_a_large_one_is_being_written(
             async with streams.aconnect_ws(
                 url + "/", writer, compression=None, keepalive_ping_interval_seconds=None
             ) as ws:
+                sending = anyio.Event()
+
+                async def send_big() -> None:
+                    sending.set()
+                    await ws.send_bytes(big)  # queued before its first wait
+
                 async with anyio.create_task_group() as group:
-                    group.start_soon(ws.send_bytes, big)
+                    group.start_soon(send_big)
+                    # The ticks may wait in the channel already: the big frame first.
+                    await sending.wait()
+                    assert ws._engine is not None
+                    assert not ws._engine.outbox.idle
                     for i in range(ticks):
                         assert await ws.receive_text() == f"tick {i}"
                         await ws.send_text(f"reply {i}")

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["ByteIO", "Leftover", "OnData"]
+__all__ = ["ByteIO", "Leftover", "OnData", "StartReader"]
 
 
 class Leftover:
@@ -23,6 +23,10 @@ class Leftover:
 #: ``None`` when everything that follows is done, else a :class:`Leftover`
 #: for the reader task.
 OnData = Callable[[bytes], Leftover | None]
+
+#: Asks for the reader task, from inside the backend's callback (where no task
+#: can be started) or not: something waits for ``read``.
+StartReader = Callable[[], None]
 
 
 @dataclasses.dataclass(slots=True)
@@ -43,6 +47,14 @@ class ByteIO:
         set_on_data: installs (or removes, with ``None``) the parser called
             inside the backend's callback as bytes arrive, while the reader
             task waits in ``read``; ``None`` when the backend has no callback.
+        parse_in_callback: ``await parse_in_callback(on_data, start_reader)``
+            parses in the backend's callback with no reader task at all:
+            first what a wrapper of the stream holds and what arrived before,
+            then bytes as they arrive. Once something waits for ``read`` (a
+            :class:`Leftover`, the end, an error), the backend calls
+            ``start_reader()``, once; from then on it behaves as with
+            ``set_on_data``. ``read`` reads the stream itself after this call.
+            ``None`` when the backend cannot.
         name: the backend, for logs and tests.
     """
 
@@ -52,4 +64,5 @@ class ByteIO:
     write_now: Callable[[bytes], int] | None = None
     write_backlog: Callable[[], int] | None = None
     set_on_data: Callable[[OnData | None], None] | None = None
+    parse_in_callback: Callable[[OnData, StartReader], Awaitable[None]] | None = None
     name: str = "generic"

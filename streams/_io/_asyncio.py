@@ -6,7 +6,9 @@ loop's own SSL transport for ``wss://``, uvloop's too) and reads them with a
 buffered protocol. Once a connection is upgraded, the engine parses bytes in
 the protocol's callback as they arrive, and writes a frame straight to the
 transport when nothing else is queued: no task switch between the socket and
-the parser, on ``ws://`` and ``wss://`` alike.
+the parser, on ``ws://`` and ``wss://`` alike. An idle connection runs no
+task at all: the engine's reader task is started only once the callback hands
+it something (see :meth:`_Protocol.parse_alone`).
 
 Read buffers are one per thread, shared by every connection: a callback
 copies out what it was given before the next one runs, so an idle connection
@@ -27,9 +29,9 @@ from typing import Any, cast
 
 import httpcore
 
-from .._engine._io import ByteIO, Leftover, OnData
+from .._engine._io import ByteIO, Leftover, OnData, StartReader
 from ._asyncio_tls import share_read_buffer
-from ._probe import answer_probe, through_wrapper
+from ._probe import answer_probe, held_bytes, through_wrapper
 
 __all__ = ["AsyncioBackend", "AsyncioStream", "asyncio_io"]
 
@@ -53,6 +55,8 @@ class _Protocol(asyncio.BufferedProtocol):
 
     Reading is paused as soon as something waits to be read and nobody is
     waiting for it: the peer is slowed down through TCP, never buffered here.
+    ``on_data`` parses while a reader waits, or while none was started yet
+    (``start_reader`` is set): then what waits to be read starts one.
     """
 
     def __init__(self) -> None:
@@ -63,6 +67,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.error: Exception | None = None
         self.waiter: asyncio.Future[None] | None = None
         self.on_data: OnData | None = None
+        # Set while the callback parses alone: called (once) when something waits to be read.
+        self.start_reader: StartReader | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self.writing_paused = False
         self.lost = False
@@ -102,7 +108,11 @@ class _Protocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:
         item: bytes | Leftover = data
         on_data = self.on_data
-        if on_data is not None and not self.items and self.waiter is not None:
+        if (
+            on_data is not None
+            and not self.items
+            and (self.waiter is not None or self.start_reader is not None)
+        ):
             try:
                 leftover = on_data(data)
             except Exception as exc:
@@ -146,23 +156,54 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.start_reader is not None:
+            start_reader, self.start_reader = self.start_reader, None
+            start_reader()
 
     # ----------------------------------------------------------- for streams
+
+    def parse_alone(self, on_data: OnData, start_reader: StartReader, held: bytes) -> None:
+        """Parse in the callback with no reader; call ``start_reader`` once one is needed.
+
+        ``held`` (what httpcore's wrapper held) and what was read since come
+        first, parsed here as the callback would have.
+        """
+        self.on_data = on_data
+        self.start_reader = start_reader
+        queued = self.items
+        self.items = []
+        if held:
+            queued.insert(0, held)
+        for data in queued:
+            assert isinstance(data, bytes), "nothing was parsed before"
+            self.data_received(data)
+        if self.items:
+            return  # the reader was asked for; reading stays paused until it waits
+        if self.eof:
+            self._wake()
+            return
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def new_waiter(self) -> asyncio.Future[None]:
+        """Return the future the next callback sets, and resume reading; reset ``waiter`` after."""
+        transport = self.transport
+        assert transport is not None
+        waiter = self.waiter = asyncio.get_running_loop().create_future()
+        if not transport.is_closing():
+            transport.resume_reading()
+        return waiter
 
     async def wait_readable(self) -> None:
         """Wait until something is queued or the connection ended; reading resumes meanwhile."""
         if self.items or self.eof:
             return
-        transport = self.transport
-        assert transport is not None
-        waiter = asyncio.get_running_loop().create_future()
-        self.waiter = waiter
-        if not transport.is_closing():
-            transport.resume_reading()
         try:
-            await waiter
+            await self.new_waiter()
         finally:
             self.waiter = None
 
@@ -304,7 +345,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     async def _engine_read(self, max_bytes: int) -> bytes | Leftover:
         protocol = self._protocol
-        await protocol.wait_readable()
+        if not protocol.items and not protocol.eof:
+            # wait_readable(), inlined: one coroutine frame fewer per waiting reader.
+            try:
+                await protocol.new_waiter()
+            finally:
+                protocol.waiter = None
         if protocol.items:
             return protocol.items.pop(0)
         if protocol.error is not None:
@@ -327,23 +373,26 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return len(frame)
 
     def _set_on_data(self, on_data: OnData | None) -> None:
-        self._protocol.on_data = on_data
+        protocol = self._protocol
+        protocol.on_data = on_data
+        if on_data is None:
+            protocol.start_reader = None
 
 
 def asyncio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
     """Return the engine's I/O for a stream opened by :class:`AsyncioBackend`, else ``None``.
 
     ``stream`` may wrap ours (httpcore's upgrade stream does, holding the
-    bytes it read past the response). Those come first: the first reads go
-    through ``stream`` until one reaches ours, which answers that probe with
-    nothing; from then on the engine reads ours directly.
+    bytes it read past the response). Those come first: ``parse_in_callback``
+    takes them all before it parses anything else; without it, the first reads
+    go through ``stream`` until one reaches ours, which answers that probe with
+    nothing. From then on the engine reads ours directly.
     """
     ours = stream.get_extra_info("streams.asyncio")
     if not isinstance(ours, AsyncioStream):
         return None
-    read = through_wrapper(stream, ours, ours._engine_read)
-    return ByteIO(
-        read=read,
+    io = ByteIO(
+        read=through_wrapper(stream, ours, ours._engine_read),
         write=ours._engine_write,
         close=stream.aclose,
         write_now=ours._write_now,
@@ -351,6 +400,15 @@ def asyncio_io(stream: httpcore.AsyncNetworkStream) -> ByteIO | None:
         set_on_data=ours._set_on_data,
         name="asyncio",
     )
+
+    async def parse_in_callback(on_data: OnData, start_reader: StartReader) -> None:
+        held = await held_bytes(stream, ours)
+        io.read = ours._engine_read  # the wrapper holds nothing more
+        io.parse_in_callback = None  # (once)
+        ours._protocol.parse_alone(on_data, start_reader, held)
+
+    io.parse_in_callback = parse_in_callback
+    return io
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
