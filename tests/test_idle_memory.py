@@ -4,8 +4,9 @@ Many idle sessions open at once is a common load (one per feed, per user...):
 an open session must not keep what only its opening needed (the connect
 call's frames and context managers, the request's headers, the handshake),
 nor make what it may never use (wsproto's connection, the receive channel,
-events nobody waits for). The sessions run against a server in another
-process, so that only the client's objects are counted.
+events nobody waits for, on asyncio the reader task). The sessions run
+against a server in another process, so that only the client's objects are
+counted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ import pytest
 
 import streams
 from streams.protocol import ClientProtocol
-from tests.peers import OP_BINARY, OP_PING, OP_TEXT, build_frame
+from tests import servers
+from tests.peers import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_TEXT,
+    ScriptedPeer,
+    build_frame,
+    close_payload,
+    scripted_server,
+)
 
 SESSIONS = 20
 
@@ -95,20 +106,42 @@ def census() -> collections.Counter[str]:
     )
 
 
+def reader_tasks() -> int:
+    """How many sessions' reader tasks run."""
+    return sum(task.name == "streams reader" for task in anyio.get_running_tasks())
+
+
+@asynccontextmanager
+async def idle_client() -> AsyncIterator[httpx.AsyncClient]:
+    """One client for every session, without a connection limit."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    transport = streams.AsyncHTTPTransport(limits=limits)
+    async with httpx.AsyncClient(transport=transport) as client:
+        yield client
+
+
+async def open_idle(
+    stack: AsyncExitStack, url: str, client: httpx.AsyncClient, count: int
+) -> list[streams.AsyncWebSocketSession]:
+    """Open ``count`` sessions, closed when ``stack`` exits; let them settle."""
+    sessions = [
+        await stack.enter_async_context(
+            streams.aconnect_ws(url, client, keepalive_ping_interval_seconds=None)
+        )
+        for _ in range(count)
+    ]
+    await anyio.sleep(0.05)
+    return sessions
+
+
 @asynccontextmanager
 async def idle_sessions(url: str) -> AsyncIterator[collections.Counter[str]]:
     """Open SESSIONS idle sessions through one client; yield the objects they added."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    transport = streams.AsyncHTTPTransport(limits=limits)
-    options = {"keepalive_ping_interval_seconds": None}
-    async with httpx.AsyncClient(transport=transport) as client, AsyncExitStack() as stack:
+    async with idle_client() as client, AsyncExitStack() as stack:
         # One first: what is made once (caches, the pool) is not counted.
-        await stack.enter_async_context(streams.aconnect_ws(url, client, **options))
-        await anyio.sleep(0.05)
+        await open_idle(stack, url, client, 1)
         before = census()
-        for _ in range(SESSIONS):
-            await stack.enter_async_context(streams.aconnect_ws(url, client, **options))
-        await anyio.sleep(0.05)
+        await open_idle(stack, url, client, SESSIONS)
         yield census() - before
 
 
@@ -131,7 +164,9 @@ async def test_an_open_session_keeps_nothing_of_its_opening(idle_url: str) -> No
 
 
 @pytest.mark.anyio
-async def test_an_idle_session_makes_nothing_it_may_never_use(idle_url: str) -> None:
+async def test_an_idle_session_makes_nothing_it_may_never_use(
+    idle_url: str, anyio_backend: str
+) -> None:
     async with idle_sessions(idle_url) as added:
         per_session = {name: count / SESSIONS for name, count in added.items()}
         unused = {
@@ -145,6 +180,63 @@ async def test_an_idle_session_makes_nothing_it_may_never_use(idle_url: str) -> 
         assert all(count < 0.5 for count in unused.values()), unused
         # The events made per session are the tasks' own (anyio's task handles).
         assert per_session.get("anyio._backends._asyncio.Event", 0) <= 1, per_session
+        if anyio_backend == "asyncio":
+            # No task at all (keepalive is off): the transport's callback parses.
+            assert per_session.get("_asyncio.Task", 0) < 0.5, per_session
+
+
+@pytest.mark.anyio
+async def test_an_idle_session_runs_no_reader_task_on_asyncio(
+    idle_url: str, anyio_backend: str
+) -> None:
+    """On asyncio the transport's callback parses: no reader task waits for it.
+
+    Closing then starts one per session (it takes the server's Close and
+    finishes the connection). trio has no callback: its reader task waits.
+    """
+    async with idle_client() as client:
+        async with AsyncExitStack() as stack:
+            before = reader_tasks()
+            sessions = await open_idle(stack, idle_url, client, SESSIONS)
+            added = reader_tasks() - before
+            assert added == (0 if anyio_backend == "asyncio" else SESSIONS)
+            # With no reader task, an idle session still sees its end.
+            await sessions[0].close()
+            assert sessions[0].close_code == 1000
+        assert [ws.close_code for ws in sessions] == [1000] * SESSIONS
+        assert reader_tasks() == before
+
+
+@pytest.mark.anyio
+async def test_a_full_receive_channel_starts_the_reader_task(anyio_backend: str) -> None:
+    burst = [f"burst {i}" for i in range(5)]
+
+    async def script(peer: ScriptedPeer) -> None:
+        assert await peer.receive_message() == "go"
+        await peer.send_raw(b"".join(build_frame(OP_TEXT, text.encode()) for text in burst))
+        assert await peer.receive_message() == "done"
+        await peer.send_frame(OP_CLOSE, close_payload(1000))
+        await peer.receive_close()
+
+    with anyio.fail_after(10):
+        async with (
+            scripted_server(script) as url,
+            streams.aconnect_ws(
+                url + "/", queue_size=1, keepalive_ping_interval_seconds=None
+            ) as ws,
+        ):
+            assert ws._engine is not None
+            inbox = ws._engine.inbox
+            assert reader_tasks() == (0 if anyio_backend == "asyncio" else 1)
+            await ws.send_text("go")
+            # One message fits: the reader task waits to put in the next one.
+            await servers.wait_until(lambda: inbox.paused)
+            assert reader_tasks() == 1
+            assert [await ws.receive_text() for _ in burst] == burst
+            await ws.send_text("done")
+            async for _ in ws:
+                pytest.fail("no message expected")
+    assert ws.close_code == 1000
 
 
 @pytest.mark.anyio

@@ -4,6 +4,8 @@ It drives the no-I/O protocol core (``streams/protocol/``) over the small I/O
 interface of :mod:`streams._engine._io`, and owns the tasks of a session:
 
 - the reader (:mod:`._reader`) reads, parses and hands messages to the inbox;
+  where the backend parses in its own callback, its task starts only once
+  the callback hands it something (an idle session runs none);
 - the flusher (:mod:`._outbox`) writes what the sends queued, one write per burst;
 - the keepalive (:mod:`._keepalive`) pings the peer and fails a silent connection;
 - the writer sends what is put into the session's ``send_stream``.
@@ -133,14 +135,23 @@ class Engine:
         """Whether the tasks run."""
         return self._task_group is not None
 
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup | None:
+        """The group of the session's tasks while they run."""
+        return self._task_group
+
     async def start(self) -> None:
-        """Start the reader, the flusher, the keepalive (and the writer if wanted)."""
+        """Start the reader (or let the backend's callback start it), the flusher, the keepalive."""
         task_group = self._task_group = await self._tasks.enter()
-        if self.io.set_on_data is not None and self.options.overflow != "disconnect":
-            # (overflow="disconnect" stamps messages with the clock, which a
-            # transport's callback cannot read through anyio: the task parses.)
-            self.io.set_on_data(self.reader.on_data)
-        task_group.start_soon(self.reader.run, name="streams reader")
+        parse_in_callback = self.io.parse_in_callback
+        if parse_in_callback is not None and self.options.overflow != "disconnect":
+            # The backend parses in its callback; the reader task starts when
+            # the callback needs it. (overflow="disconnect" stamps messages
+            # with the clock, which a transport's callback cannot read through
+            # anyio: the task parses.)
+            await parse_in_callback(self.reader.on_data, self.reader.wanted)
+        else:
+            task_group.start_soon(self.reader.run, name="streams reader")
         self.outbox.start_flusher = self._start_flusher
         if not self.outbox.idle:
             self._start_flusher()
@@ -223,6 +234,10 @@ class Engine:
                     if data:
                         self.outbox.queue(data)
         finally:
+            if self.io.set_on_data is not None:
+                # Nothing is parsed once the tasks stop (a reader task no
+                # longer waits, nor is one started).
+                self.io.set_on_data(None)
             try:
                 # Cancelled or not, the tasks are stopped and the group exits
                 # cleanly: the caller's own exception goes on as itself.

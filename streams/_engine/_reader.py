@@ -2,9 +2,10 @@
 
 It reads, parses a whole read at a time, queues the answers to control frames
 (pongs, the Close) in the outbox and hands the messages to the inbox. When the
-backend can parse in its own callback as bytes arrive (``ByteIO.set_on_data``),
-the reader task only takes over what must wait: a full receive channel, a
-protocol failure to delay, answers to write first, the end.
+backend can parse in its own callback as bytes arrive
+(``ByteIO.parse_in_callback``), the reader task only takes over what must
+wait: a full receive channel, a protocol failure to delay, answers to write
+first, the end; it is started only then (an idle session runs no task).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from .._exceptions import WebSocketNetworkError, WebSocketOverflowError
+from .._spawn import spawn_detached
 from .._types import Message
 from ..protocol import CloseState
 from ._io import Leftover
@@ -59,8 +61,23 @@ class Reader:
         #: Parsing inside the backend's callback (no task can be started there).
         self.in_callback = False
         #: A frame queued in the callback waits for the flusher, which the
-        #: reader task starts.
+        #: reader task starts (asked for by the Leftover this makes).
         self.flusher_deferred = False
+
+    def wanted(self) -> None:
+        """Start the reader task: the backend's callback needs it (``ByteIO.parse_in_callback``).
+
+        Inside a transport's callback anyio cannot start a task (it cannot tell
+        which event loop runs there): a short task started with the event
+        loop's own API starts it in the session's task group.
+        """
+        spawn_detached(self._start, "streams reader start")
+
+    async def _start(self) -> None:
+        task_group = self._engine.task_group
+        if task_group is not None and not task_group.cancel_scope.cancel_called:
+            task_group.start_soon(self.run, name="streams reader")
+        # Else the session stops, and stop() finishes the connection.
 
     async def run(self) -> None:
         """The reader task: read until the end of the connection, then finish it."""
@@ -127,7 +144,7 @@ class Reader:
         )
 
     def on_data(self, data: bytes) -> Leftover | None:
-        """Parse bytes inside the backend's callback, while the reader task waits.
+        """Parse bytes inside the backend's callback, while the reader task waits or before it runs.
 
         Returns:
             ``None`` when everything that follows the parse is done; else what
@@ -139,17 +156,19 @@ class Reader:
         finally:
             self.in_callback = False
         protocol = self._protocol
+        if self._must_drain or protocol.last_streamed is not None:
+            return Leftover(messages, 0)
+        # What fits goes to the consumer now, even before a failure or the
+        # end: the reader task, started for those, comes a little later.
+        taken = self._inbox.offer(messages) if messages else 0
         if (
-            not self._must_drain
+            taken == len(messages)
+            and not self.flusher_deferred
             and not protocol.failure_pending
             and protocol.state is not CloseState.CLOSED
-            and protocol.last_streamed is None
         ):
-            taken = self._inbox.offer(messages) if messages else 0
-            if taken == len(messages) and not self.flusher_deferred:
-                return None
-            return Leftover(messages, taken)
-        return Leftover(messages, 0)
+            return None
+        return Leftover(messages, taken)
 
     async def _settle(self, messages: list[Message], index: int) -> bool:
         """Do what follows a parse: deliver ``messages[index:]``, fail, or see the end.
