@@ -23,6 +23,7 @@ from trio.testing import MockClock
 import streams
 from streams import SequenceGapError, Stale
 from streams._operators import merge, message_stream
+from tests import servers
 from tests.peers import OP_TEXT, CloseReceived, ScriptedPeer, build_frame, scripted_server
 
 pytestmark = pytest.mark.anyio
@@ -87,9 +88,11 @@ async def test_conflate_with_drop_oldest_keeps_reading_the_socket() -> None:
         scripted_server(script) as url,
         connect(url, queue_size=8, overflow="drop_oldest") as ws,
     ):
-        # The consumer reads nothing until the server has sent everything: the
-        # session kept reading, dropping the oldest messages of its queue.
+        # The consumer reads nothing until the session has read everything
+        # (sent by the server is not read yet): it kept reading, dropping the
+        # oldest messages of its queue.
         await sent.wait()
+        await servers.wait_until(lambda: ws.statistics().messages_received == n)
         latest = await ws.json(Tick).conflate(lambda t: t.sym).collect()
         dropped = ws.statistics().overflow_dropped
     assert {t.sym: t.seq for t in latest} == {s: n - 4 + i for i, s in enumerate(symbols)}
