@@ -38,15 +38,10 @@ def http_url(
             ws, wss, http or https, or no host.
         httpx.InvalidURL: the URL cannot be parsed.
     """
-    if isinstance(url, str):
-        # Opening many sessions to one feed parses its URL once.
-        return _http_url_of_text(url, client)
-    return _http_url(url, client)
-
-
-def _http_url_of_text(url: str, client: httpx.AsyncClient | httpx.Client | None) -> httpx.URL:
-    if _ABSOLUTE.match(url):
-        return _absolute_http_url(url)  # an absolute URL owes nothing to the client
+    if isinstance(url, str) and _ABSOLUTE.match(url):
+        # Opening many sessions to one feed parses its URL once (an absolute
+        # URL owes nothing to the client).
+        return _absolute_http_url(url)
     return _http_url(url, client)
 
 
